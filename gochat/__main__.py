@@ -1,0 +1,5 @@
+"""`python -m gochat` runs the daemon."""
+
+from gochat.cli import main
+
+raise SystemExit(main())

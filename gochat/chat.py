@@ -1,0 +1,241 @@
+"""The chat core: who is where, what was said, who hears it.
+
+It does no I/O and never awaits. The sessions drive it; it emits events
+through `fanout`, which writes without blocking. Slow work (bcrypt) happens
+in the command layer before the core is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gochat.clients import Client, ClientManager
+from gochat.config import Config
+from gochat.errors import UserError
+from gochat.events import (
+    ChatMessage,
+    DirectMessage,
+    Level,
+    Notice,
+    Presence,
+    Replay,
+    TagNotice,
+)
+from gochat.fanout import deliver, send
+from gochat.lobbies import Lobby, LobbyManager
+from gochat.names import name_problem
+from gochat.stats import Counters
+
+if TYPE_CHECKING:
+    from gochat.journal import Journal
+
+log = logging.getLogger("gochat.chat")
+
+HISTORY_RING = 200
+MAX_LOBBIES = 500  # lobbies at once: each costs memory (and a row in the store) until pruned
+
+
+class ChatCore:
+    """All chat state. Owned by the event loop; no locks."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.clients = ClientManager()
+        self.counters = Counters()
+        self.lobbies = LobbyManager(now=clock(), history_size=max(config.replay_max, HISTORY_RING))
+        self.journal: Journal | None = None  # the store's writer, when there is a store
+        self.closing = False  # set at shutdown: everyone leaves, nobody is told about it
+
+    # -- one user -------------------------------------------------------------
+
+    def tell(self, client: Client, text: str, level: Level = Level.INFO) -> None:
+        send(Notice(text, level), client)
+
+    def login(self, client: Client) -> bool:
+        """Register `client` and put them in general; False if the name is taken."""
+        if not self.clients.add(client):
+            return False
+        self.counters.logins += 1
+        log.info("login %s from %s", client.name, client.address)
+        general = self.lobbies.general
+        self.tell(
+            client,
+            f"Welcome, {client.name}! You are in #{general.name}. Type /help for commands.",
+            Level.SUCCESS,
+        )
+        self._arrive(client, general, "joined the chat")
+        return True
+
+    def logout(self, client: Client, reason: str) -> None:
+        """Forget `client`; tell their lobby. Safe to call twice."""
+        if self.clients.get(client.name) is not client:
+            return
+        self.clients.remove(client)
+        lobby = client.lobby
+        if lobby is not None:
+            if self.closing:  # N users leaving would otherwise send N*N "left" notices
+                lobby.members.pop(client.key, None)
+            else:
+                self._depart(client, lobby, "left the chat")
+        client.lobby = None
+        log.info("logout %s (%s)", client.name, reason)
+
+    def set_picture(self, client: Client, picture: str) -> None:
+        client.picture = picture
+
+    # -- lobbies ------------------------------------------------------------------
+
+    def move(self, client: Client, lobby: Lobby) -> None:
+        """Take `client` from their lobby to `lobby`, announcing it in both."""
+        old = client.lobby
+        if old is lobby:
+            raise UserError(f"You are already in #{lobby.name}.")
+        if old is not None:
+            self._depart(client, old, f"went to #{lobby.name}")
+        self.tell(client, f"You are now in #{lobby.name}: {lobby.description}")
+        self._arrive(client, lobby, f"joined from #{old.name}" if old else "joined")
+
+    def create_lobby(
+        self, client: Client, name: str, description: str, password_hash: bytes | None
+    ) -> Lobby:
+        """Create a lobby owned by `client` and move them into it."""
+        problem = name_problem(name, "Lobby name")
+        if problem:
+            raise UserError(problem)
+        if name in self.lobbies:
+            raise UserError(f"Lobby #{name} already exists. Use /join {name}.")
+        if len(self.lobbies) >= MAX_LOBBIES:
+            raise UserError(f"The server holds at most {MAX_LOBBIES} lobbies; join one of them.")
+        lobby = self.lobbies.add(
+            name,
+            creator=client.name,
+            description=description,
+            password_hash=password_hash,
+            now=self.clock(),
+        )
+        log.info(
+            "lobby %s created by %s (%s)",
+            lobby.name,
+            client.name,
+            "private" if lobby.private else "public",
+        )
+        if self.journal is not None:
+            self.journal.lobby_saved(lobby)
+        self.tell(client, f"Lobby #{lobby.name} created.", Level.SUCCESS)
+        self.move(client, lobby)
+        return lobby
+
+    def prune_lobbies(self) -> list[Lobby]:
+        """Remove lobbies that have been empty and idle for the configured time."""
+        removed = self.lobbies.remove_idle(self.clock(), self.config.lobby_idle_minutes * 60)
+        for lobby in removed:
+            log.info("lobby %s removed after inactivity", lobby.name)
+            if self.journal is not None:
+                self.journal.lobby_deleted(lobby.name)
+        return removed
+
+    def touch_occupied(self) -> None:
+        """Mark every lobby with members as active now (at shutdown, for the store)."""
+        now = self.clock()
+        for lobby in self.lobbies:
+            if lobby.members:
+                lobby.last_active = now
+                if self.journal is not None:
+                    self.journal.lobby_touched(lobby)
+
+    def lobby_changed(self, lobby: Lobby) -> None:
+        """Store `lobby` as it is now (after a persona or other setting changed)."""
+        if self.journal is not None:
+            self.journal.lobby_saved(lobby)
+
+    def record(self, lobby: Lobby, message: ChatMessage) -> None:
+        """Add `message` to `lobby`'s history and the store (delivery is the caller's)."""
+        lobby.history.append(message)
+        lobby.last_active = message.timestamp
+        if self.journal is not None:
+            self.journal.message(message)
+
+    def _arrive(self, client: Client, lobby: Lobby, action: str) -> None:
+        now = self.clock()
+        deliver(
+            Presence(client.name, client.picture, lobby.name, action, True), lobby.members.values()
+        )
+        lobby.members[client.key] = client
+        lobby.last_active = now
+        client.lobby = lobby
+        if self.journal is not None:
+            self.journal.lobby_touched(lobby)
+        recent = lobby.recent(now, self.config.replay_minutes * 60, self.config.replay_max)
+        if recent:
+            send(Replay(lobby.name, recent, now), client)
+
+    def _depart(self, client: Client, lobby: Lobby, action: str) -> None:
+        lobby.members.pop(client.key, None)
+        lobby.last_active = self.clock()
+        if self.journal is not None:
+            self.journal.lobby_touched(lobby)
+        deliver(
+            Presence(client.name, client.picture, lobby.name, action, False), lobby.members.values()
+        )
+
+    # -- messages -----------------------------------------------------------------
+
+    def check_length(self, text: str) -> None:
+        limit = self.config.max_message
+        if len(text) > limit:
+            raise UserError(f"Message too long ({len(text)} characters; the limit is {limit}).")
+
+    def say(self, client: Client, text: str, *, tagged: str | None = None) -> ChatMessage:
+        """Post `text` to the sender's lobby, sender included."""
+        self.check_length(text)
+        lobby = self._lobby_of(client)
+        now = self.clock()
+        message = ChatMessage(
+            lobby.name, client.name, client.picture, text, now, "tag" if tagged else "chat", tagged
+        )
+        lobby.history.append(message)
+        lobby.last_active = now
+        if self.journal is not None:
+            self.journal.message(message)
+        counters = self.counters
+        counters.messages += 1
+        counters.deliveries += deliver(message, lobby.members.values())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("#%s <%s> %s", lobby.name, client.name, text)
+        return message
+
+    def direct(self, client: Client, target_name: str, text: str) -> None:
+        """A private message, shown to both sides."""
+        self.check_length(text)
+        target = self._find(target_name)
+        if target is client:
+            raise UserError("You can't send a DM to yourself.")
+        event = DirectMessage(client.name, client.picture, target.name, text, self.clock())
+        deliver(event, (client, target))
+        if self.journal is not None:
+            self.journal.direct(event)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("DM <%s> -> <%s> %s", client.name, target.name, text)
+
+    def tag(self, client: Client, target_name: str, text: str) -> None:
+        """A lobby message with @target highlighted, plus a private heads-up to target."""
+        target = self._find(target_name)
+        lobby = self._lobby_of(client)
+        self.say(client, f"@{target.name} {text}", tagged=target.name)
+        send(TagNotice(client.name, lobby.name, text), target)
+
+    def _find(self, name: str) -> Client:
+        target = self.clients.get(name)
+        if target is None:
+            raise UserError("User not found.")
+        return target
+
+    @staticmethod
+    def _lobby_of(client: Client) -> Lobby:
+        if client.lobby is None:
+            raise UserError("You are not in a lobby.")
+        return client.lobby

@@ -1,0 +1,99 @@
+"""Who is connected and logged in: the Client record and the name registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from gochat.names import name_key
+from gochat.profiles import DEFAULT_PICTURE
+from gochat.ratelimit import MessageLimiter
+
+if TYPE_CHECKING:
+    from gochat.lobbies import Lobby
+
+
+def _discard(data: bytes) -> None:
+    """The writer of a client that is gone: output to it is dropped."""
+
+
+class Client:
+    """One logged-in user as the chat core sees them.
+
+    `write` is the connection's non-blocking write (transport.write), stored
+    as a bound method so fan-out is one call per recipient; after the
+    connection closes it becomes a no-op, so a stale reference never raises.
+    """
+
+    __slots__ = (
+        "address",
+        "colour",
+        "key",
+        "limiter",
+        "lobby",
+        "name",
+        "picture",
+        "write",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        write: Callable[[bytes], None],
+        *,
+        limiter: MessageLimiter,
+        colour: bool = True,
+        address: str = "",
+    ) -> None:
+        self.name = name
+        self.key = name_key(name)
+        self.write = write
+        self.colour = colour
+        self.picture = DEFAULT_PICTURE
+        self.limiter = limiter
+        self.address = address
+        self.lobby: Lobby | None = None
+
+    def rename(self, name: str) -> None:
+        """Set the name chosen at the prompt (only before the client is registered)."""
+        self.name = name
+        self.key = name_key(name)
+
+    def detach(self) -> None:
+        """Stop all further output to this client."""
+        self.write = _discard
+
+    def __repr__(self) -> str:
+        return f"<Client {self.name}>"
+
+
+class ClientManager:
+    """Logged-in clients by case-folded name."""
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Client] = {}
+
+    def add(self, client: Client) -> bool:
+        """Register `client`; False if the name is taken (case-insensitively)."""
+        if client.key in self._by_key:
+            return False
+        self._by_key[client.key] = client
+        return True
+
+    def remove(self, client: Client) -> None:
+        if self._by_key.get(client.key) is client:
+            del self._by_key[client.key]
+
+    def get(self, name: str) -> Client | None:
+        return self._by_key.get(name_key(name))
+
+    def __contains__(self, name: str) -> bool:
+        return name_key(name) in self._by_key
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[Client]:
+        return iter(list(self._by_key.values()))

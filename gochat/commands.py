@@ -1,0 +1,306 @@
+"""The command table: one entry per command with its usage, summary and handler.
+
+`/help` is generated from this table and a wrong call gets the entry's usage,
+so the two can never disagree. The session checks argument counts and the
+rate limit from the entry before the handler runs; handlers only do the work.
+A handler may be a coroutine function (bcrypt runs off the loop); the session
+then holds the user's later lines until it finishes, so order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import bcrypt
+
+from gochat import profiles
+from gochat.errors import UsageError, UserError
+from gochat.events import Block, Level, Replay
+from gochat.fanout import send
+from gochat.names import name_problem
+from gochat.ratelimit import SlidingWindow
+
+if TYPE_CHECKING:
+    from gochat.chat import ChatCore
+    from gochat.clients import Client
+    from gochat.server import ChatServer
+
+NO_PASSWORD_WORDS = frozenset({"no-pass", "nopass", "none", "-"})
+MAX_DESCRIPTION = 200
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer would be silently truncated or refused
+HISTORY_DEFAULT = 20  # /history without n
+HISTORY_MAX = 200  # most lines /history shows (the ring holds this many)
+
+
+class Context(Protocol):
+    """What a handler may use: the core, its own client and its connection."""
+
+    core: ChatCore
+    server: ChatServer
+    client: Client
+    password_attempts: SlidingWindow
+
+    @property
+    def active(self) -> bool: ...
+
+    def quit(self, reason: str, farewell: str) -> None: ...
+
+    def monotonic(self) -> float: ...
+
+
+Handler = Callable[[Context, str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command: `/name args`, what it does, and how strictly it is checked."""
+
+    name: str
+    args: str
+    summary: str
+    handler: Handler
+    min_args: int = 0
+    rate_limited: bool = False  # spends the user's message budget (it speaks or changes state)
+    lookup: bool = False  # read-only, but its cost grows with the server: the lookup budget
+
+    @property
+    def usage(self) -> str:
+        return f"/{self.name} {self.args}".rstrip()
+
+
+class Registry:
+    """Commands by name, in the order /help lists them."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def command(
+        self,
+        name: str,
+        args: str,
+        summary: str,
+        *,
+        min_args: int = 0,
+        rate_limited: bool = False,
+        lookup: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self._commands[name] = Command(
+                name, args, summary, handler, min_args, rate_limited, lookup
+            )
+            return handler
+
+        return register
+
+    def get(self, name: str) -> Command | None:
+        return self._commands.get(name.lower())
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands.values())
+
+
+REGISTRY = Registry()
+command = REGISTRY.command
+
+
+def help_block(registry: Registry = REGISTRY) -> Block:
+    width = max(len(c.usage) for c in registry)
+    lines = [f"  {c.usage:<{width}}  {c.summary}" for c in registry]
+    lines.append(
+        "  Any other line is said to everyone in your lobby (start with // to say '/...')."
+    )
+    return Block("Commands", tuple(lines))
+
+
+@command("help", "", "list the commands")
+def _help(ctx: Context, args: str) -> None:
+    send(help_block(), ctx.client)
+
+
+@command("users", "", "who is in your lobby", lookup=True)
+def _users(ctx: Context, args: str) -> None:
+    lobby = ctx.client.lobby
+    if lobby is None:
+        raise UserError("You are not in a lobby.")
+    lines = tuple(
+        f"  {c.picture} {c.name}{' (you)' if c is ctx.client else ''}"
+        for c in lobby.members.values()
+    )
+    send(Block(f"Users in #{lobby.name} ({len(lines)})", lines), ctx.client)
+
+
+@command("lobbies", "", "list lobbies: access, members, creator, description", lookup=True)
+def _lobbies(ctx: Context, args: str) -> None:
+    lines = []
+    for lobby in ctx.core.lobbies:
+        here = "*" if lobby is ctx.client.lobby else " "
+        access = "private" if lobby.private else "public"
+        ai = "custom AI" if lobby.persona else "default AI"
+        lines.append(
+            f" {here}#{lobby.name:<20} {access:<7} {len(lobby.members):>4} online  "
+            f"{ai:<10}  by {lobby.creator}  {lobby.description}"
+        )
+    send(Block(f"Lobbies ({len(lines)}; * = yours)", tuple(lines)), ctx.client)
+
+
+@command(
+    "create",
+    "<name> [password|no-pass] <description>",
+    "create a lobby (no-pass or no password = public) and join it",
+    min_args=1,
+    rate_limited=True,
+)
+async def _create(ctx: Context, args: str) -> None:
+    parts = args.split(maxsplit=2)
+    name = parts[0]
+    password = parts[1] if len(parts) > 1 else None
+    description = parts[2] if len(parts) > 2 else "No description"
+    problem = name_problem(name, "Lobby name")
+    if problem:
+        raise UserError(problem)
+    if name in ctx.core.lobbies:
+        raise UserError(f"Lobby #{name} already exists. Use /join {name}.")
+    if len(description) > MAX_DESCRIPTION:
+        raise UserError(f"Description too long (the limit is {MAX_DESCRIPTION} characters).")
+    password_hash = None
+    if password is not None and password.lower() not in NO_PASSWORD_WORDS:
+        secret = _password_bytes(password)
+        rounds = ctx.core.config.bcrypt_rounds
+        password_hash = await asyncio.to_thread(bcrypt.hashpw, secret, bcrypt.gensalt(rounds))
+        if not ctx.active:
+            return
+    ctx.core.create_lobby(ctx.client, name, description, password_hash)
+
+
+@command("join", "<name> [password]", "move to another lobby", min_args=1, rate_limited=True)
+async def _join(ctx: Context, args: str) -> None:
+    parts = args.split(maxsplit=1)
+    if len(parts[0]) > 1 and parts[0].startswith("#"):
+        parts[0] = parts[0][1:]
+    lobby = ctx.core.lobbies.get(parts[0])
+    if lobby is None:
+        raise UserError(f"Lobby #{parts[0]} not found. Type /lobbies to see them.")
+    if lobby is ctx.client.lobby:
+        raise UserError(f"You are already in #{lobby.name}.")
+    if lobby.password_hash is not None:
+        if len(parts) < 2:
+            raise UserError(f"#{lobby.name} is private: /join {lobby.name} <password>")
+        wait = ctx.password_attempts.try_acquire(ctx.monotonic())
+        if wait:
+            raise UserError(f"Too many password attempts. Wait {int(wait) + 1} seconds.")
+        secret = _password_bytes(parts[1])
+        ok = await asyncio.to_thread(bcrypt.checkpw, secret, lobby.password_hash)
+        if not ctx.active:
+            return
+        if not ok:
+            raise UserError(f"Wrong password for #{lobby.name}.")
+        if ctx.core.lobbies.get(lobby.name) is not lobby:
+            raise UserError(f"Lobby #{lobby.name} no longer exists.")
+        if lobby is ctx.client.lobby:
+            return
+    ctx.core.move(ctx.client, lobby)
+
+
+@command("msg", "<user> <text>", "send a private message", min_args=2, rate_limited=True)
+def _msg(ctx: Context, args: str) -> None:
+    target, text = args.split(maxsplit=1)
+    ctx.core.direct(ctx.client, target.removeprefix("@"), text)
+
+
+@command(
+    "tag",
+    "<user> <text>",
+    "say to your lobby with @user highlighted",
+    min_args=2,
+    rate_limited=True,
+)
+def _tag(ctx: Context, args: str) -> None:
+    target, text = args.split(maxsplit=1)
+    ctx.core.tag(ctx.client, target.removeprefix("@"), text)
+
+
+@command("sp", "<name>|list|default", "set your profile picture", min_args=1)
+def _sp(ctx: Context, args: str) -> None:
+    choice = args.split()[0].lower()
+    if choice == "list":
+        items = [f"{pic} {name:<10}" for name, pic in profiles.PICTURES.items()]
+        rows = tuple("  " + "  ".join(items[i : i + 5]) for i in range(0, len(items), 5))
+        send(Block(f"Profile pictures ({len(items)}): /sp <name>", rows), ctx.client)
+        return
+    picture = profiles.DEFAULT_PICTURE if choice == "default" else profiles.lookup(choice)
+    if picture is None:
+        raise UserError(f"No picture called {choice!r}. Type /sp list to see them.")
+    ctx.core.set_picture(ctx.client, picture)
+    ctx.core.tell(ctx.client, f"Your profile picture is now {picture}", Level.SUCCESS)
+
+
+@command("color", "on|off", "switch ANSI colour for this connection", min_args=1)
+def _color(ctx: Context, args: str) -> None:
+    choice = args.split()[0].lower()
+    if choice not in {"on", "off"}:
+        raise UsageError()
+    ctx.client.colour = choice == "on"
+    ctx.core.tell(ctx.client, f"Colour {choice}.", Level.SUCCESS)
+
+
+@command(
+    "ai",
+    "<question>",
+    "ask Rox, the AI assistant (your lobby sees it)",
+    min_args=1,
+    rate_limited=True,
+)
+def _ai(ctx: Context, args: str) -> None:
+    # Returns at once: the answer is a server task, so this session keeps reading.
+    ctx.server.assistant.ask(ctx.client, args)
+
+
+@command(
+    "setai",
+    "<prompt>|reset",
+    "set Rox's persona in a lobby you created (reset = default)",
+    min_args=1,
+    rate_limited=True,
+)
+def _setai(ctx: Context, args: str) -> None:
+    ctx.server.assistant.set_persona(ctx.client, args)
+    if ctx.client.lobby is not None:
+        ctx.core.lobby_changed(ctx.client.lobby)  # the persona outlives a restart
+
+
+@command(
+    "history",
+    "[n]",
+    f"show your lobby's last n messages (default {HISTORY_DEFAULT}, max {HISTORY_MAX})",
+    lookup=True,
+)
+def _history(ctx: Context, args: str) -> None:
+    lobby = ctx.client.lobby
+    if lobby is None:
+        raise UserError("You are not in a lobby.")
+    wanted = HISTORY_DEFAULT
+    if args:
+        word = args.split()[0]
+        if not word.isdigit() or int(word) < 1:
+            raise UsageError(f"n is a number from 1 to {HISTORY_MAX}")
+        wanted = min(int(word), HISTORY_MAX)
+    entries = tuple(lobby.history)[-wanted:]
+    if not entries:
+        ctx.core.tell(ctx.client, f"No messages in #{lobby.name} yet.")
+        return
+    send(Replay(lobby.name, entries, ctx.core.clock()), ctx.client)
+
+
+@command("quit", "", "leave the server")
+def _quit(ctx: Context, args: str) -> None:
+    ctx.quit("quit", "Goodbye! Thanks for chatting.")
+
+
+def _password_bytes(password: str) -> bytes:
+    secret = password.encode()
+    if len(secret) > MAX_PASSWORD_BYTES:
+        raise UserError(f"Password too long (the limit is {MAX_PASSWORD_BYTES} bytes).")
+    return secret

@@ -1,0 +1,355 @@
+"""Every limit, port, path and timeout of the daemon, in one frozen object.
+
+Each field carries its environment variable, its command-line flag (if it has
+one) and a one-line help in its metadata, so `gochat --help`, `.env.example`,
+README's settings table and the validation errors all come from this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot run with; the message names the setting."""
+
+
+def _setting(
+    default: Any,
+    env: str,
+    help: str,
+    *,
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    minimum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+    fallback_env: str | None = None,
+) -> Any:
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={
+            "env": env,
+            "help": help,
+            "flag": flag,
+            "parse": parse,
+            "minimum": minimum,
+            "choices": choices,
+            "secret": secret,
+            "fallback_env": fallback_env,
+        },
+    )
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The daemon's settings. Defaults are what runs on a fresh machine."""
+
+    host: str = _setting("0.0.0.0", "GOCHAT_HOST", "address to listen on", flag="--host")
+    port: int = _setting(8080, "GOCHAT_PORT", "plain-text TCP port (0 = any)", flag="--port")
+    tls_port: int = _setting(
+        8443, "GOCHAT_TLS_PORT", "TLS port, used when the cert and key exist", flag="--tls-port"
+    )
+    tls_cert: str = _setting(
+        "certs/server.crt", "GOCHAT_TLS_CERT", "TLS certificate (PEM)", flag="--tls-cert"
+    )
+    tls_key: str = _setting(
+        "certs/server.key", "GOCHAT_TLS_KEY", "TLS private key (PEM)", flag="--tls-key"
+    )
+    tls_handshake_timeout: float = _setting(
+        10.0, "GOCHAT_TLS_HANDSHAKE_TIMEOUT", "seconds a TLS handshake may take", minimum=0.1
+    )
+    name_timeout: float = _setting(
+        60.0, "GOCHAT_NAME_TIMEOUT", "seconds to choose a name before disconnect", minimum=0.1
+    )
+    idle_timeout: float = _setting(
+        600.0, "GOCHAT_IDLE_TIMEOUT", "seconds of silence before disconnect", minimum=0.1
+    )
+    shutdown_grace: float = _setting(
+        5.0, "GOCHAT_SHUTDOWN_GRACE", "seconds output may drain at shutdown", minimum=0.0
+    )
+    max_conn_per_ip: int = _setting(
+        10, "GOCHAT_MAX_CONN_PER_IP", "connections per IP, IPv6 per /64 (0 = unlimited)", minimum=0
+    )
+    max_connections: int = _setting(
+        10000, "GOCHAT_MAX_CONNECTIONS", "connections in total (0 = unlimited)", minimum=0
+    )
+    rate_messages: int = _setting(
+        5, "GOCHAT_RATE_MESSAGES", "messages per window per user (0 = no limit)", minimum=0
+    )
+    rate_window: float = _setting(
+        10.0, "GOCHAT_RATE_WINDOW", "rate-limit window in seconds", minimum=0.1
+    )
+    flood_lines: int = _setting(
+        30,
+        "GOCHAT_FLOOD_LINES",
+        "refused lines in one window before a flooder is disconnected",
+        minimum=1,
+    )
+    max_message: int = _setting(1000, "GOCHAT_MAX_MESSAGE", "characters in one message", minimum=1)
+    max_line_bytes: int = _setting(
+        8192, "GOCHAT_MAX_LINE_BYTES", "bytes in one raw input line", minimum=64
+    )
+    sendq_bytes: int = _setting(
+        262144,
+        "GOCHAT_SENDQ_BYTES",
+        "unsent output a client may hold before it is dropped",
+        minimum=1024,
+    )
+    socket_sndbuf: int = _setting(
+        65536,
+        "GOCHAT_SOCKET_SNDBUF",
+        "kernel send buffer per connection in bytes, so the send-queue cap bites (0 = OS default)",
+        minimum=0,
+    )
+    replay_minutes: float = _setting(
+        10.0, "GOCHAT_REPLAY_MINUTES", "history replayed on login/join, in minutes", minimum=0
+    )
+    replay_max: int = _setting(
+        50, "GOCHAT_REPLAY_MAX", "most history lines replayed on login/join", minimum=0
+    )
+    lobby_idle_minutes: float = _setting(
+        120.0,
+        "GOCHAT_LOBBY_IDLE_MINUTES",
+        "an empty lobby is removed after this many idle minutes",
+        minimum=0,
+    )
+    bcrypt_rounds: int = _setting(
+        12, "GOCHAT_BCRYPT_ROUNDS", "bcrypt cost for lobby passwords (4-16)", minimum=4
+    )
+    color: str = _setting(
+        "auto",
+        "GOCHAT_COLOR",
+        "ANSI colour default: auto (on unless NO_COLOR is set), always, never",
+        choices=("auto", "always", "never"),
+    )
+    log_level: str = _setting(
+        "INFO",
+        "GOCHAT_LOG_LEVEL",
+        "log level",
+        flag="--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
+    no_color: bool = _setting(
+        False, "NO_COLOR", "any non-empty value turns colour off by default (no-color.org)"
+    )
+    ai_api_key: str = _setting(
+        "",
+        "GEMINI_API_KEY",
+        "Gemini API key for Rox (or GOOGLE_API_KEY); AI is off without one",
+        secret=True,
+        fallback_env="GOOGLE_API_KEY",
+    )
+    ai_model: str = _setting(
+        "gemini-3.8-flash", "GOCHAT_AI_MODEL", "Gemini model Rox uses (model names retire)"
+    )
+    ai_base_url: str = _setting(
+        "", "GOCHAT_AI_BASE_URL", "Gemini API base URL for a proxy or gateway (empty = Google's)"
+    )
+    ai_timeout: float = _setting(
+        30.0, "GOCHAT_AI_TIMEOUT", "seconds one AI answer may take", minimum=0.1
+    )
+    ai_max_output_tokens: int = _setting(
+        2048,
+        "GOCHAT_AI_MAX_OUTPUT_TOKENS",
+        "output token cap per AI answer (thinking tokens count too)",
+        minimum=16,
+    )
+    ai_concurrency: int = _setting(
+        4, "GOCHAT_AI_CONCURRENCY", "AI calls in flight server-wide", minimum=1
+    )
+    ai_queue: int = _setting(
+        20, "GOCHAT_AI_QUEUE", "AI questions that may wait for a free call slot", minimum=0
+    )
+    ai_context_lines: int = _setting(
+        10, "GOCHAT_AI_CONTEXT_LINES", "recent lobby lines sent with each question", minimum=0
+    )
+    ai_history_turns: int = _setting(
+        20,
+        "GOCHAT_AI_HISTORY_TURNS",
+        "turns Rox remembers per lobby (a question is one turn, its answer another)",
+        minimum=0,
+    )
+    ai_history_minutes: float = _setting(
+        30.0,
+        "GOCHAT_AI_HISTORY_MINUTES",
+        "a lobby's AI conversation resets after this many minutes without questions",
+        minimum=0,
+    )
+    # -- operator kit: metrics endpoint and log format --
+    metrics_addr: str = _setting(
+        "",
+        "GOCHAT_METRICS_ADDR",
+        "HTTP address for /healthz and /metrics, e.g. 127.0.0.1:9100; a bare port binds "
+        "127.0.0.1 (empty = off)",
+        parse=lambda raw: format_host_port(*parse_host_port(raw)),
+    )
+    log_format: str = _setting(
+        "text",
+        "GOCHAT_LOG_FORMAT",
+        "log line format: text, or json (one object per line)",
+        choices=("text", "json"),
+    )
+    # -- store: lobbies and history that survive restarts --
+    db: str = _setting(
+        "gochat.db",
+        "GOCHAT_DB",
+        "history store: SQLite file path or sqlite:///path, postgresql://... URL, "
+        "or none (memory only)",
+        flag="--db",
+    )
+    store_dms: bool = _setting(False, "GOCHAT_STORE_DMS", "also store direct messages")
+    flush_ms: int = _setting(
+        100,
+        "GOCHAT_FLUSH_MS",
+        "milliseconds between store commits; a crash loses at most this window",
+        minimum=1,
+    )
+    store_queue_max: int = _setting(
+        100000,
+        "GOCHAT_STORE_QUEUE_MAX",
+        "writes held while the store is slow or down; past it the oldest messages are dropped",
+        minimum=100,
+    )
+    store_close_timeout: float = _setting(
+        10.0,
+        "GOCHAT_STORE_CLOSE_TIMEOUT",
+        "seconds shutdown waits for the last store writes",
+        minimum=0.1,
+    )
+    history_max: int = _setting(
+        10000, "GOCHAT_HISTORY_MAX", "messages kept per lobby in the store (0 = no cap)", minimum=0
+    )
+    history_days: float = _setting(
+        0.0, "GOCHAT_HISTORY_DAYS", "days messages are kept in the store (0 = forever)", minimum=0
+    )
+
+    @property
+    def color_default(self) -> bool:
+        """Whether a new connection starts with ANSI colour."""
+        if self.color == "always":
+            return True
+        if self.color == "never":
+            return False
+        return not self.no_color
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Config:
+        """Read GOCHAT_* variables, apply flag overrides, validate; raise ConfigError."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            raw = env.get(meta["env"])
+            if (raw is None or not raw.strip()) and meta["fallback_env"]:
+                raw = env.get(meta["fallback_env"])
+            if f.name == "no_color":
+                values[f.name] = bool(raw)
+                continue
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _convert(f, raw.strip())
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                f = _FIELDS[name]
+                values[name] = _convert(f, str(value))
+        config = cls(**values)
+        _check_ranges(config)
+        return config
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    meta = f.metadata
+    try:
+        if meta["parse"] is not None:
+            return meta["parse"](raw)
+        if f.type in ("bool", bool):
+            return _parse_bool(raw)
+        if f.type in ("int", int):
+            return int(raw)
+        if f.type in ("float", float):
+            return float(raw)
+        if meta["choices"]:
+            value = raw.upper() if f.name == "log_level" else raw.lower()
+            if value not in meta["choices"]:
+                raise ValueError("expected one of " + ", ".join(meta["choices"]))
+            return value
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"{meta['env']}={raw!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: ValueError) -> str:
+    text = str(exc)
+    if text.startswith("invalid literal") or text.startswith("could not convert"):
+        return "not a number"
+    return text
+
+
+def _check_ranges(config: Config) -> None:
+    for f in dataclasses.fields(config):
+        minimum = f.metadata["minimum"]
+        value = getattr(config, f.name)
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{f.metadata['env']}={value}: must be at least {minimum:g}")
+    for name in ("port", "tls_port"):
+        value = getattr(config, name)
+        if not 0 <= value <= 65535:
+            raise ConfigError(f"{_FIELDS[name].metadata['env']}={value}: not a TCP port")
+    if config.bcrypt_rounds > 16:
+        raise ConfigError(f"GOCHAT_BCRYPT_ROUNDS={config.bcrypt_rounds}: at most 16")
+
+
+def settings() -> Iterator[tuple[dataclasses.Field[Any], str]]:
+    """Every setting with its default as written in an env file, for --help, .env and README."""
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        value = getattr(defaults, f.name)
+        if f.metadata.get("secret") or f.name == "no_color":
+            shown = ""
+        elif isinstance(value, bool):
+            shown = "1" if value else "0"
+        else:
+            shown = str(value)
+        yield f, shown
+
+
+def parse_host_port(raw: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'9100', ':9100', 'host:9100' or '[::1]:9100' -> (host, port); no host means loopback."""
+    text = raw.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets, e.g. [::1]:9100")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError("expected [host:]port, e.g. 127.0.0.1:9100") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("not a TCP port")
+    return host or default_host, port
+
+
+def format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,20 @@
+"""Errors that say whose fault they are.
+
+A `UserError` is the user's doing and becomes one line to that user; anything
+else raised while handling a line is our bug: it is logged with a traceback
+and the user gets a generic line, never the exception's text.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user asked for cannot be done; the text is shown to them."""
+
+
+class UsageError(UserError):
+    """A command was called with the wrong arguments; the registry adds the usage."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail

@@ -1,0 +1,217 @@
+"""Events to bytes, once per output mode.
+
+Two modes: ANSI (colours plus the go-chat-server prompt redraw: clear the
+line, print, reprint "> ") and plain (no escape sequence at all, for NO_COLOR,
+logs and bots). All text inside events was sanitised on the way in, so the
+only escape sequences in the output are the ones written here.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from functools import singledispatch
+
+from gochat.events import (
+    AIAnswer,
+    AIQuestion,
+    AIThinking,
+    Block,
+    ChatMessage,
+    DirectMessage,
+    Event,
+    Farewell,
+    Level,
+    Notice,
+    Presence,
+    Raw,
+    Replay,
+    TagNotice,
+)
+from gochat.markdown import Line
+from gochat.wire import encode
+
+RESET = "\x1b[0m"
+BOLD = "\x1b[1m"
+DIM = "\x1b[2m"
+RED = "\x1b[31m"
+GREEN = "\x1b[32m"
+YELLOW = "\x1b[33m"
+BLUE = "\x1b[34m"
+MAGENTA = "\x1b[35m"
+CYAN = "\x1b[36m"
+CLEAR_LINE = "\r\x1b[K"
+PROMPT = "> "
+
+NAME_COLOURS = (
+    "\x1b[91m",
+    "\x1b[92m",
+    "\x1b[93m",
+    "\x1b[94m",
+    "\x1b[95m",
+    "\x1b[96m",
+    "\x1b[31m",
+    "\x1b[32m",
+    "\x1b[33m",
+    "\x1b[34m",
+    "\x1b[35m",
+    "\x1b[36m",
+)
+LEVEL_STYLE = {
+    Level.INFO: (CYAN, "ℹ"),
+    Level.SUCCESS: (GREEN, "✔"),
+    Level.WARN: (YELLOW, "⚠"),
+    Level.ERROR: (RED, "✖"),
+}
+
+
+def time_ago(seconds: float) -> str:
+    """'just now', '3m ago', '2h ago', '4d ago'."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h ago"
+    return f"{int(seconds // 86400)}d ago"
+
+
+class Style:
+    """Colour codes for one mode: real ones for ANSI, empty strings for plain."""
+
+    __slots__ = ("colour",)
+
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, code: str, text: str) -> str:
+        return f"{code}{text}{RESET}" if self.colour else text
+
+    def name(self, name: str) -> str:
+        if not self.colour:
+            return name
+        colour = NAME_COLOURS[zlib.crc32(name.lower().encode()) % len(NAME_COLOURS)]
+        return f"{BOLD}{colour}{name}{RESET}"
+
+
+ANSI = Style(True)
+PLAIN = Style(False)
+
+
+@singledispatch
+def _text(event: Event, s: Style) -> str:
+    raise TypeError(f"no renderer for {type(event).__name__}")
+
+
+def _message_lines(event: ChatMessage, s: Style, when: str) -> str:
+    text = event.text
+    if event.tagged:
+        mention = "@" + event.tagged
+        text = text.replace(mention, s(BOLD + YELLOW, mention), 1)
+    if event.kind == "ai":
+        head = f"{event.picture} {s(BOLD + MAGENTA, event.sender)} {s(DIM, f'[{when}]')}"
+        body = "\n".join("  " + line for line in text.split("\n"))
+        return f"{head}\n{body}\n"
+    head = f"{event.picture} {s.name(event.sender)} {s(DIM, f'[{when}]')}"
+    return f"{head}\n  ╰─> {text}\n"
+
+
+@_text.register
+def _(event: ChatMessage, s: Style) -> str:
+    return _message_lines(event, s, "just now")
+
+
+@_text.register
+def _(event: DirectMessage, s: Style) -> str:
+    label = s(BOLD + MAGENTA, "[DM]")
+    route = f"{s.name(event.sender)} → {s.name(event.recipient)}"
+    return f"{label} {event.picture} {route}: {event.text}\n"
+
+
+@_text.register
+def _(event: TagNotice, s: Style) -> str:
+    bell = s(BOLD + YELLOW, "🔔")
+    return f"{bell} {s.name(event.sender)} tagged you in #{event.lobby}: {event.text}\n"
+
+
+@_text.register
+def _(event: Presence, s: Style) -> str:
+    colour = GREEN if event.arriving else DIM
+    sign = "→" if event.arriving else "←"
+    return s(colour, f"{sign} {event.picture} {event.name} {event.action}") + "\n"
+
+
+@_text.register
+def _(event: Notice, s: Style) -> str:
+    colour, symbol = LEVEL_STYLE[event.level]
+    return s(colour, f"{symbol} {event.text}") + "\n"
+
+
+@_text.register
+def _(event: Block, s: Style) -> str:
+    lines = [s(BOLD + CYAN, event.title), *event.lines]
+    return "\n".join(lines) + "\n"
+
+
+@_text.register
+def _(event: Replay, s: Style) -> str:
+    if not event.entries:
+        return ""
+    parts = [s(DIM, f"── recent messages in #{event.lobby} ──") + "\n"]
+    for entry in event.entries:
+        parts.append(_message_lines(entry, s, time_ago(event.now - entry.timestamp)))
+    parts.append(s(DIM, "── end of history ──") + "\n")
+    return "".join(parts)
+
+
+ITALIC = "\x1b[3m"
+SPAN_STYLE = {
+    "bold": BOLD,
+    "italic": ITALIC,
+    "code": CYAN,
+    "heading": BOLD + CYAN,
+    "marker": YELLOW,
+    "quote": DIM,
+}
+AI_THINKING = "[AI] Thinking..."
+
+
+def _spans(line: Line, s: Style) -> str:
+    return "".join(
+        s(SPAN_STYLE[span.style], span.text) if span.style else span.text for span in line
+    )
+
+
+@_text.register
+def _(event: AIThinking, s: Style) -> str:
+    return s(DIM + MAGENTA, AI_THINKING) + "\n"
+
+
+@_text.register
+def _(event: AIQuestion, s: Style) -> str:
+    return f"{event.picture} {s.name(event.asker)} {s(MAGENTA, 'asked AI:')} {event.question}\n"
+
+
+@_text.register
+def _(event: AIAnswer, s: Style) -> str:
+    """The head line, then the answer indented two columns (80 in all, see markdown.WIDTH)."""
+    head = s(BOLD + MAGENTA, f"[AI Response to {event.asker}]")
+    body = "".join(("  " + _spans(line, s) if line else "") + "\n" for line in event.lines)
+    return f"{head}\n{body}"
+
+
+def render(event: Event, colour: bool) -> bytes:
+    """The bytes one recipient in the given mode receives for `event`."""
+    if isinstance(event, Raw):
+        return encode(event.text)
+    if isinstance(event, Farewell):
+        return encode(CLEAR_LINE + ANSI(YELLOW, event.text) + "\n" if colour else event.text + "\n")
+    text = _text(event, ANSI if colour else PLAIN)
+    if not text:
+        return b""
+    if colour:
+        return encode(CLEAR_LINE + text + PROMPT)
+    return encode(text)
+
+
+Renderer = Callable[[Event, bool], bytes]

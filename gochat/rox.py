@@ -1,0 +1,483 @@
+"""Rox: the Gemini assistant in every lobby, never in the way.
+
+`/ai <question>` is validated here synchronously (enabled, length, one pending
+question per user, queue room), announced to the lobby at once, and then
+answered by a server task: the asker's session and everyone else's chat go
+on while the model thinks. Each call waits for one of `ai_concurrency`
+slots, is bounded by `asyncio.timeout` (the SDK's own timeout raises an
+httpx error, not `APIError`), and runs with the SDK's retries off.
+
+Every lobby has its own conversation (the last `ai_history_turns` turns,
+forgotten after `ai_history_minutes` without questions) and its own persona,
+the system instruction. The request carries the lobby's last
+`ai_context_lines` chat lines so Rox knows what is being talked about.
+
+Whatever goes wrong (timeout, 429, 5xx, a refused key, a retired model, an
+unreadable reply, an empty answer) becomes one line to the asker and one to
+the operator log; the exception's text never reaches a user and the API key
+never reaches the log. The answer itself is cleaned with `wire.clean_text`
+line by line before the Markdown layout, so no escape sequence from the
+model survives; colour is added by the renderer, in ANSI mode only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gochat.errors import UserError
+from gochat.events import AIAnswer, AIQuestion, AIThinking, ChatMessage, Level, Notice
+from gochat.fanout import deliver, send
+from gochat.markdown import WIDTH, cell_width, plain_text, render_markdown
+from gochat.stats import AI_BUCKETS, DurationHistogram
+from gochat.wire import clean_text
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import errors, types
+
+    from gochat.chat import ChatCore
+    from gochat.clients import Client
+    from gochat.config import Config
+    from gochat.lobbies import Lobby
+
+log = logging.getLogger("gochat.rox")
+
+NAME = "Rox"
+PICTURE = "🤖"
+MAX_QUESTION = 1000
+MAX_PERSONA = 1000
+MAX_ANSWER_CHARS = 4000
+"""Longer answers are cut: a lobby is not a place for an essay."""
+
+DEFAULT_PERSONA = (
+    "You are Rox, a regular of this chat server: blunt, quick and funny, never cruel. "
+    "You know you live in a terminal, you don't do small talk, and you keep answers "
+    "short: a few lines, straight to the point, one joke at most."
+)
+SETTING = (
+    "Setting: you are Rox, the assistant in the #{lobby} lobby of gochat, a chat server "
+    "people use from a terminal with nc or telnet. People ask you things with /ai; each "
+    "question says who asked and may come with the lobby's recent chat lines. Everyone in "
+    "the lobby sees your answer in an 80-column terminal: keep it short and use at most "
+    "light Markdown (**bold**, `code`, short bullet lists); no tables, no images."
+)
+
+NOT_AVAILABLE = "AI is not available on this server."
+STILL_ANSWERING = "Rox is still answering your last question."
+QUEUE_FULL = "Rox has too many questions waiting right now. Try again in a minute."
+
+ANSWER_TIMEOUT = "[AI] Rox took too long to answer (limit {seconds:g} s). Try again later."
+ANSWER_QUOTA = "[AI] Rox is over its quota right now. Try again in a minute."
+ANSWER_SERVER = "[AI] The AI service is having trouble. Try again later."
+ANSWER_KEY = "[AI] Rox is misconfigured on this server (API key refused); the operator was told."
+ANSWER_MODEL = "[AI] Rox's model is not available on this server; the operator was told."
+ANSWER_REFUSED = "[AI] The AI service refused that request. Try rephrasing."
+ANSWER_UNREADABLE = "[AI] The AI service sent a reply Rox could not read. Try again later."
+ANSWER_UNREACHABLE = "[AI] Rox could not reach the AI service. Try again later."
+ANSWER_TOO_LONG = "[AI] Rox ran out of room before answering. Try a shorter question."
+ANSWER_BLOCKED = "[AI] Rox won't answer that one."
+ANSWER_EMPTY = "[AI] Rox had nothing to say. Try rephrasing."
+ANSWER_BUG = "[AI] Something went wrong on our side; it has been logged."
+
+OUTCOMES = {
+    ANSWER_QUOTA: "quota",
+    ANSWER_SERVER: "server_error",
+    ANSWER_KEY: "key_refused",
+    ANSWER_MODEL: "model_missing",
+    ANSWER_REFUSED: "refused",
+    ANSWER_UNREADABLE: "unreadable",
+    ANSWER_UNREACHABLE: "unreachable",
+    ANSWER_TOO_LONG: "too_long",
+    ANSWER_BLOCKED: "blocked",
+    ANSWER_EMPTY: "empty",
+    ANSWER_BUG: "error",
+}
+"""The metrics label for each failure line; a timeout is "timeout", success "ok"."""
+
+
+class EmptyAnswer(Exception):
+    """The model replied without any text (e.g. finish reason MAX_TOKENS or SAFETY)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Conversation:
+    """One lobby's exchanges with Rox, oldest first, as (role, text) turns."""
+
+    lobby: Lobby
+    turns: deque[tuple[str, str]]
+    last_question: float = 0.0
+
+
+class Rox:
+    """The assistant service: one Gemini client, a concurrency cap, a conversation per lobby."""
+
+    def __init__(
+        self,
+        config: Config,
+        core: ChatCore,
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+    ) -> None:
+        self.config = config
+        self.core = core
+        self._spawn = spawn
+        self.enabled = bool(config.ai_api_key)
+        self._client: genai.Client | None = None
+        self._slots = asyncio.Semaphore(config.ai_concurrency)
+        self._pending: set[Client] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._conversations: dict[str, Conversation] = {}
+        self.outcomes: Counter[str] = Counter()  # finished questions by OUTCOMES value
+        self.durations = DurationHistogram(AI_BUCKETS)  # seconds at the model, any outcome
+
+    # -- operator view ----------------------------------------------------------
+
+    def status(self) -> str:
+        """The startup log line."""
+        if not self.enabled:
+            return "AI features disabled (no API key)"
+        via = " via a custom base URL" if self.config.ai_base_url else ""
+        return (
+            f"AI features enabled (model {self.config.ai_model}{via}, "
+            f"{self.config.ai_concurrency} calls at once)"
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Questions asked and not yet answered (waiting for a slot or at the model)."""
+        return len(self._tasks)
+
+    # -- commands -----------------------------------------------------------------
+
+    def ask(self, client: Client, question: str) -> None:
+        """Handle `/ai <question>`: announce it and start the answer task; never waits."""
+        if not self.enabled:
+            raise UserError(NOT_AVAILABLE)
+        lobby = client.lobby
+        if lobby is None:
+            raise UserError("You are not in a lobby.")
+        question = question.strip()
+        if len(question) > MAX_QUESTION:
+            raise UserError(
+                f"Question too long ({len(question)} characters; the limit is {MAX_QUESTION})."
+            )
+        if client in self._pending:
+            raise UserError(STILL_ANSWERING)
+        if len(self._tasks) >= self.config.ai_concurrency + self.config.ai_queue:
+            raise UserError(QUEUE_FULL)
+        now = self.core.clock()
+        conversation = self._conversation(lobby, now)
+        conversation.last_question = now
+        context = self._context_lines(lobby)
+        deliver(
+            AIQuestion(lobby.name, client.name, client.picture, question),
+            lobby.members.values(),
+        )
+        send(AIThinking(), client)
+        self._pending.add(client)
+        task = self._spawn(self._answer(client, lobby, question, context))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, client))
+        log.info(
+            "AI question from %s in #%s (%d chars, %d waiting or in flight)",
+            client.name,
+            lobby.name,
+            len(question),
+            len(self._tasks),
+        )
+
+    def set_persona(self, client: Client, prompt: str) -> None:
+        """Handle `/setai <prompt>|reset`: the lobby's creator sets Rox's persona there."""
+        if not self.enabled:
+            raise UserError(NOT_AVAILABLE)
+        lobby = client.lobby
+        if lobby is None:
+            raise UserError("You are not in a lobby.")
+        if lobby is self.core.lobbies.general:
+            raise UserError(
+                f"Rox's persona in #{lobby.name} can't be changed; create a lobby for your own."
+            )
+        if self.core.clients.get(lobby.creator) is not client:
+            raise UserError(
+                f"Only {lobby.creator}, who created #{lobby.name}, can change Rox's persona here."
+            )
+        prompt = prompt.strip()
+        if prompt.lower() == "reset":
+            lobby.persona = None
+            text = f"{client.name} reset Rox's persona in #{lobby.name} to the default."
+        else:
+            if len(prompt) > MAX_PERSONA:
+                raise UserError(
+                    f"Persona too long ({len(prompt)} characters; the limit is {MAX_PERSONA})."
+                )
+            lobby.persona = prompt
+            text = f"{client.name} gave Rox a new persona in #{lobby.name}: {_shorten(prompt, 60)}"
+        self._conversations.pop(lobby.key, None)
+        deliver(Notice(text, Level.INFO), lobby.members.values())
+        log.info(
+            "AI persona of #%s %s by %s",
+            lobby.name,
+            "custom" if lobby.persona else "reset",
+            client.name,
+        )
+
+    # -- the request ----------------------------------------------------------------
+
+    def system_instruction(self, lobby: Lobby) -> str:
+        """The lobby's persona (or Rox's default) plus where Rox is and how it is read."""
+        persona = lobby.persona or DEFAULT_PERSONA
+        return f"{persona}\n\n{SETTING.format(lobby=lobby.name)}"
+
+    def _context_lines(self, lobby: Lobby) -> list[str]:
+        """The lobby's last chat lines (Rox's own answers are in the conversation already)."""
+        wanted = self.config.ai_context_lines
+        if wanted <= 0:
+            return []
+        picked: list[str] = []
+        for message in reversed(lobby.history):
+            if message.kind == "ai":
+                continue
+            picked.append(f"{message.sender}: {message.text}")
+            if len(picked) >= wanted:
+                break
+        picked.reverse()
+        return picked
+
+    def _conversation(self, lobby: Lobby, now: float) -> Conversation:
+        """This lobby's conversation; a fresh one after the idle time or for a new lobby."""
+        idle = self.config.ai_history_minutes * 60
+        for key, conversation in list(self._conversations.items()):
+            if (
+                now - conversation.last_question > idle
+                or self.core.lobbies.get(conversation.lobby.name) is not conversation.lobby
+            ):
+                del self._conversations[key]
+        conversation = self._conversations.get(lobby.key)
+        if conversation is None or conversation.lobby is not lobby:
+            turns = self.config.ai_history_turns // 2 * 2  # whole question/answer pairs
+            conversation = Conversation(lobby, deque(maxlen=turns), now)
+            self._conversations[lobby.key] = conversation
+        return conversation
+
+    @staticmethod
+    def _prompt(asker: str, question: str, context: list[str], lobby: str) -> str:
+        ask = f"{asker} asks: {question}"
+        if not context:
+            return ask
+        lines = "\n".join(context)
+        return f"Recent chat in #{lobby} (oldest first):\n{lines}\n\n{ask}"
+
+    # -- the call ---------------------------------------------------------------------
+
+    def _gemini(self) -> genai.Client:
+        """The SDK client, imported and built on first use (google.genai takes ~1 s to import)."""
+        from google import genai
+        from google.genai import types
+
+        if self._client is None:
+            options = types.HttpOptions(timeout=int(self.config.ai_timeout * 1000))
+            if self.config.ai_base_url:
+                options.base_url = self.config.ai_base_url
+            self._client = genai.Client(
+                api_key=self.config.ai_api_key, vertexai=False, http_options=options
+            )
+        return self._client
+
+    async def _answer(
+        self, client: Client, lobby: Lobby, question: str, context: list[str]
+    ) -> None:
+        from google.genai import types
+
+        config = self.config
+        asker = client.name
+        loop = asyncio.get_running_loop()
+        started: float | None = None
+        try:
+            async with self._slots:
+                conversation = self._conversation(lobby, self.core.clock())
+                history = list(conversation.turns)
+                prompt = self._prompt(asker, question, context, lobby.name)
+                contents = [
+                    types.Content(role=role, parts=[types.Part(text=text)])
+                    for role, text in history
+                ]
+                contents.append(types.Content(role="user", parts=[types.Part(text=prompt)]))
+                generation = types.GenerateContentConfig(
+                    system_instruction=self.system_instruction(lobby),
+                    max_output_tokens=config.ai_max_output_tokens,
+                )
+                started = loop.time()
+                async with asyncio.timeout(config.ai_timeout):
+                    response = await self._gemini().aio.models.generate_content(
+                        model=config.ai_model, contents=contents, config=generation
+                    )
+                elapsed = loop.time() - started
+            text = _answer_text(response)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if started is not None:
+                self.durations.observe(loop.time() - started)
+            user_line, problem, level = describe_failure(exc, config)
+            self.outcomes[OUTCOMES.get(user_line, "timeout")] += 1
+            log.log(
+                level,
+                "AI answer for %s in #%s failed: %s",
+                asker,
+                lobby.name,
+                _redact(problem, config.ai_api_key),
+                exc_info=exc if user_line == ANSWER_BUG else None,
+            )
+            send(Notice(user_line, Level.ERROR), client)
+            return
+        lines = render_markdown(text)
+        now = self.core.clock()
+        conversation.turns.extend((("user", f"{asker} asks: {question}"), ("model", text)))
+        head = _shorten(f"@{asker} asked: {question}", WIDTH)
+        body = f"{head}\n{plain_text(lines)}"
+        self.core.record(lobby, ChatMessage(lobby.name, NAME, PICTURE, body, now, "ai", asker))
+        self.outcomes["ok"] += 1
+        self.durations.observe(elapsed)
+        event = AIAnswer(lobby.name, asker, lines)
+        deliver(event, lobby.members.values())
+        if client.lobby is not lobby and self.core.clients.get(asker) is client:
+            send(event, client)  # moved on meanwhile: the asker still gets the answer
+        log.info(
+            "AI answer for %s in #%s: %d chars in %.1f s", asker, lobby.name, len(text), elapsed
+        )
+
+    def _finished(self, client: Client, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(client)
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("AI answer for %s failed", client.name, exc_info=task.exception())
+            send(Notice(ANSWER_BUG, Level.ERROR), client)
+
+    async def close(self) -> None:
+        """Cancel pending questions and close the HTTP client (at shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                await client.aio.aclose()
+            except Exception as exc:  # closing is best effort
+                log.debug("closing the Gemini client: %s", type(exc).__name__)
+
+
+# -- answers and failures, as pure functions ------------------------------------------
+
+
+def _answer_text(response: types.GenerateContentResponse) -> str:
+    """The answer, cleaned line by line and capped; EmptyAnswer if nothing is left."""
+    raw = response.text
+    if raw is None or not raw.strip():
+        raise EmptyAnswer(_why_empty(response))
+    raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(clean_text(line.replace("\t", "    ")) for line in raw.split("\n")).strip()
+    if not text:
+        raise EmptyAnswer("only control characters")
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[:MAX_ANSWER_CHARS].rstrip() + " …"
+    return text
+
+
+def _why_empty(response: types.GenerateContentResponse) -> str:
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        return f"prompt blocked ({_enum_name(feedback.block_reason)})"
+    if response.candidates:
+        reason = response.candidates[0].finish_reason
+        if reason is not None:
+            return _enum_name(reason)
+    return "no candidates"
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def describe_failure(exc: BaseException, config: Config) -> tuple[str, str, int]:
+    """(line for the asker, detail for the log, log level) for a failed AI call."""
+    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        return (
+            ANSWER_TIMEOUT.format(seconds=config.ai_timeout),
+            f"timed out after {config.ai_timeout:g} s ({type(exc).__name__})",
+            logging.WARNING,
+        )
+    if isinstance(exc, EmptyAnswer):
+        reason = exc.reason
+        if reason == "MAX_TOKENS":
+            user = ANSWER_TOO_LONG
+            reason += f" (GOCHAT_AI_MAX_OUTPUT_TOKENS={config.ai_max_output_tokens})"
+        elif "block" in reason or reason in {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}:
+            user = ANSWER_BLOCKED
+        else:
+            user = ANSWER_EMPTY
+        return user, f"empty answer: {reason}", logging.WARNING
+    from google.genai import errors
+
+    if isinstance(exc, errors.APIError):
+        return _describe_api_error(exc, config)
+    if isinstance(exc, ValueError):  # json.JSONDecodeError, pydantic's ValidationError
+        return ANSWER_UNREADABLE, f"unreadable reply ({type(exc).__name__})", logging.WARNING
+    if isinstance(exc, OSError) or any(
+        word in type(exc).__name__ for word in ("Connect", "Network", "Transport", "Protocol")
+    ):
+        return ANSWER_UNREACHABLE, f"cannot reach the API ({type(exc).__name__})", logging.WARNING
+    return ANSWER_BUG, f"bug: unexpected {type(exc).__name__}", logging.ERROR
+
+
+def _describe_api_error(exc: errors.APIError, config: Config) -> tuple[str, str, int]:
+    code = exc.code or 0
+    status = exc.status or ""
+    message = _shorten(str(exc.message or ""), 200)
+    detail = f"HTTP {code} {status}: {message}".rstrip(": ")
+    details = str(exc.details)
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        return ANSWER_QUOTA, f"rate limited or out of quota ({detail})", logging.WARNING
+    if code == 404:
+        return (
+            ANSWER_MODEL,
+            f"model {config.ai_model!r} not found ({detail}); it may have been retired: "
+            "set GOCHAT_AI_MODEL to a current Gemini model",
+            logging.ERROR,
+        )
+    if code in (401, 403) or "API_KEY" in details or "API key" in message:
+        return (
+            ANSWER_KEY,
+            f"the API key was refused ({detail}); check GEMINI_API_KEY",
+            logging.ERROR,
+        )
+    if code >= 500:
+        return ANSWER_SERVER, f"server error ({detail})", logging.WARNING
+    return ANSWER_REFUSED, f"request refused ({detail})", logging.WARNING
+
+
+def _redact(text: str, secret: str) -> str:
+    """Never log the key, even if an error message echoes it."""
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def _shorten(text: str, width: int) -> str:
+    """`text` cut to `width` columns with an ellipsis."""
+    if cell_width(text) <= width:
+        return text
+    used = 0
+    for end, char in enumerate(text):
+        used += cell_width(char)
+        if used > width - 1:
+            return text[:end].rstrip() + "…"
+    return text

@@ -1,0 +1,318 @@
+"""Listeners, admission, background chores and an orderly shutdown.
+
+The server owns the event loop's view of the world: the chat core, every
+session, every background task. Admission (per-IP and total caps) happens in
+`connection_made`, before a byte of banner is sent, so a connection flood
+costs a refusal line and a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gochat.chat import ChatCore
+from gochat.config import Config
+from gochat.events import Farewell, Raw
+from gochat.journal import Journal, open_journal
+from gochat.metrics import MetricsServer
+from gochat.ratelimit import ConnectionCounter, ip_key
+from gochat.render import BOLD, CYAN, RESET, render
+from gochat.rox import Rox
+from gochat.session import NAME_PROMPT, Session
+from gochat.store import Store, StoreError
+from gochat.wire import encode
+
+log = logging.getLogger("gochat.server")
+
+BANNER = r"""
+   __ _  ___   ___| |__   __ _| |_
+  / _` |/ _ \ / __| '_ \ / _` | __|
+ | (_| | (_) | (__| | | | (_| | |_
+  \__, |\___/ \___|_| |_|\__,_|\__|
+  |___/
+"""
+WELCOME = "Welcome to gochat! Names are 2-20 letters, digits, _ or -."
+SHUTDOWN_NOTICE = "Server is shutting down. Goodbye!"
+TOO_MANY_FROM_IP = "Too many connections from your IP. Try again later."
+SERVER_FULL = "The server is full. Try again later."
+PRUNE_INTERVAL = 60.0
+DRAIN_CHECK = 0.5  # at shutdown, a connection that took no output for this long is dropped
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start as configured; the message says why and what to fix."""
+
+
+class ChatServer:
+    """The daemon: listeners plus the chat core, all on one event loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        store: Store | None = None,
+    ) -> None:
+        self.config = config
+        self.core = ChatCore(config, clock)
+        self._store = store  # None: the one GOCHAT_DB names
+        self.journal: Journal | None = None
+        self.assistant = Rox(config, self.core, self.spawn)
+        self.monotonic = monotonic
+        self.counter = ConnectionCounter(config.max_conn_per_ip, config.max_connections)
+        self.sessions: set[Session] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.ports: dict[str, int] = {}
+        self._listeners: list[asyncio.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._banners = {
+            colour: encode((f"{BOLD}{CYAN}{BANNER}{RESET}" if colour else BANNER) + f"{WELCOME}\n")
+            + render(Raw(NAME_PROMPT), colour)
+            for colour in (True, False)
+        }
+        self._closing = False
+        self._dirty: list[Session] = []  # sessions with output queued this turn
+        self._drained = asyncio.Event()
+        self.metrics: MetricsServer | None = None
+        self.started_at: float | None = None
+        self.started_wall = 0.0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "server not started"
+        return self._loop
+
+    # -- start ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the listeners and start the background chores."""
+        self._loop = asyncio.get_running_loop()
+        try:  # lobbies and history first: nothing is served before they are back
+            self.journal = await open_journal(self.config, self.core, self._store)
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+        self.started_at, self.started_wall = self.monotonic(), time.time()
+        config = self.config
+        tls = self._tls_context()
+        plain = await self._listen("plain", config.port, None)
+        self._listeners.append(plain)
+        if tls is not None:
+            self._listeners.append(await self._listen("tls", config.tls_port, tls))
+        for name, port in self.ports.items():
+            log.info("listening (%s) on %s:%d", name, config.host, port)
+        lan = lan_address()
+        if lan:
+            log.info("LAN address: %s (nc %s %d)", lan, lan, self.ports["plain"])
+        log.info("%s", self.assistant.status())
+        if config.metrics_addr:
+            await self._start_metrics()
+        self.spawn(self._prune_lobbies())
+
+    async def _listen(self, name: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+        try:
+            server = await self.loop.create_server(
+                # TLS starts in the session, after admission: handshakes count as connections.
+                lambda: Session(self, name, tls),
+                self.config.host,
+                port,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self.config.host}:{port} ({name}): {exc.strerror or exc}"
+            ) from None
+        self.ports[name] = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _start_metrics(self) -> None:
+        metrics = MetricsServer(self)
+        try:
+            self.ports["metrics"] = await metrics.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve metrics on {self.config.metrics_addr}: {exc.strerror or exc}"
+            ) from None
+        self.metrics = metrics
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        cert, key = self.config.tls_cert, self.config.tls_key
+        have_cert, have_key = os.path.exists(cert), os.path.exists(key)
+        if not (have_cert and have_key):
+            if have_cert or have_key:
+                missing = key if have_cert else cert
+                log.warning("TLS disabled: %s is missing", missing)
+            else:
+                log.info("TLS disabled: no %s and %s (see certs/README.md)", cert, key)
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise StartupError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+        return context
+
+    # -- admission --------------------------------------------------------------
+
+    def admit(self, session: Session) -> str | None:
+        """Count a new connection, or return the line it is refused with."""
+        if self._closing:
+            return SHUTDOWN_NOTICE
+        session.ip_key = ip_key(session.address)
+        refusal = self.counter.acquire(session.ip_key)
+        if refusal is not None:
+            self.core.counters.connections_refused += 1
+            log.warning(
+                "refused %s: %s",
+                session.address,
+                "per-IP cap" if refusal == "ip" else "server full",
+            )
+            return TOO_MANY_FROM_IP if refusal == "ip" else SERVER_FULL
+        self.sessions.add(session)
+        self.core.counters.connections_accepted += 1
+        log.info("connect %s (%s)", session.address, session.listener)
+        return None
+
+    def release(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self.counter.release(session.ip_key)
+        if self._closing and not self.sessions:
+            self._drained.set()
+
+    def flush_soon(self, session: Session) -> None:
+        """Have `session`'s queued output written at the end of this loop turn."""
+        if not self._dirty:
+            self.loop.call_soon(self._flush_dirty)
+        self._dirty.append(session)
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session.flush()
+
+    def banner(self, colour: bool) -> bytes:
+        return self._banners[colour]
+
+    def foreign_protocol_reply(self, kind: str) -> bytes:
+        """The one line a TLS, HTTP or SSH client gets on the plain port."""
+        if kind == "tls":
+            if "tls" in self.ports:
+                text = (
+                    f"This is the plain-text chat port; TLS is on port {self.ports['tls']} "
+                    f"(openssl s_client -quiet -connect HOST:{self.ports['tls']})."
+                )
+            else:
+                text = "This is a plain-text chat port and TLS is not enabled; use nc or telnet."
+            return encode(text + "\n")
+        text = "This is a plain-text chat port, not a web server; connect with nc or telnet."
+        if kind == "http":
+            body = encode(text + "\n")
+            head = (
+                "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            return head.encode() + body
+        return encode(text + "\n")
+
+    # -- tasks ------------------------------------------------------------------
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coroutine` as a task the server tracks and cancels at shutdown."""
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _prune_lobbies(self) -> None:
+        interval = min(PRUNE_INTERVAL, max(1.0, self.config.lobby_idle_minutes * 60 / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.core.prune_lobbies()
+
+    # -- stats and shutdown ---------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counts a test or an operator can check for leaks."""
+        return {
+            "connections": len(self.sessions),
+            "counted": self.counter.total,
+            "ip_keys": self.counter.keys,
+            "clients": len(self.core.clients),
+            "lobbies": len(self.core.lobbies),
+            "tasks": len(self.tasks),
+        }
+
+    async def shutdown(self) -> None:
+        """Stop accepting, say goodbye to everyone, let output drain, close."""
+        self._closing = True
+        self.core.touch_occupied()  # before everyone leaves: lobbies in use are not idle
+        self.core.closing = True
+        if self.metrics is not None:
+            await self.metrics.close()
+        for listener in self._listeners:
+            listener.close()
+        for task in list(self.tasks):
+            task.cancel()
+        notice = {c: render(Farewell(SHUTDOWN_NOTICE), c) for c in (True, False)}
+        sessions = list(self.sessions)
+        log.info("shutting down: %d connections", len(sessions))
+        for session in sessions:
+            if session.active:
+                session.client.write(notice[session.client.colour])
+                session.close("server shutdown")
+        if self.sessions:
+            await self._drain(self.config.shutdown_grace)
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.abort()
+        await asyncio.sleep(0)
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+        if self.journal is not None:
+            await self.journal.close()  # every queued write, within GOCHAT_STORE_CLOSE_TIMEOUT
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.assistant.close(), 1.0)
+        log.info("shutdown complete")
+
+    async def _drain(self, grace: float) -> None:
+        """Let goodbyes flush for up to `grace` seconds; drop connections that take nothing.
+
+        A peer that stopped reading would hold shutdown for the whole grace; one that
+        took no byte since the last look (DRAIN_CHECK seconds) is aborted at once.
+        """
+        loop = self.loop
+        deadline = loop.time() + grace
+        unsent = {s: s.transport.get_write_buffer_size() for s in self.sessions if s.transport}
+        while self.sessions and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                wait = min(DRAIN_CHECK, max(0.0, deadline - loop.time()))
+                await asyncio.wait_for(self._drained.wait(), wait)
+            for session in list(self.sessions):
+                if session.transport is None:
+                    continue
+                size = session.transport.get_write_buffer_size()
+                if unsent.get(session, size + 1) <= size:
+                    session.transport.abort()
+                unsent[session] = size
+
+
+def lan_address() -> str | None:
+    """The address other machines on the LAN would reach us on (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address

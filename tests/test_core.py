@@ -1,0 +1,198 @@
+"""The chat core without sockets: clients write into lists, time is a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from gochat.chat import ChatCore
+from gochat.clients import Client
+from gochat.errors import UserError
+from gochat.events import ChatMessage
+from gochat.fanout import deliver
+from gochat.ratelimit import MessageLimiter
+
+from .conftest import FakeClock, test_config
+
+
+class Inbox:
+    """Collects what a client was sent, as raw chunks and as text."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode()
+
+    def clear(self) -> None:
+        self.chunks.clear()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def core(clock: FakeClock) -> ChatCore:
+    return ChatCore(test_config(), clock)
+
+
+def join(core: ChatCore, name: str, colour: bool = False) -> tuple[Client, Inbox]:
+    inbox = Inbox()
+    client = Client(name, inbox.write, limiter=MessageLimiter.create(5, 10, 30), colour=colour)
+    assert core.login(client)
+    return client, inbox
+
+
+def test_login_lands_in_general_and_is_announced(core):
+    """A new user is welcomed in general and the others there are told."""
+    alice, alice_in = join(core, "alice")
+    bob, _ = join(core, "bob")
+    assert alice.lobby is bob.lobby is core.lobbies.general
+    assert "Welcome, alice!" in alice_in.text
+    assert "bob joined the chat" in alice_in.text
+
+
+def test_names_are_unique_case_insensitively(core):
+    """'Alice' cannot log in while 'alice' is connected."""
+    join(core, "alice")
+    twin = Client("Alice", Inbox().write, limiter=MessageLimiter.create(5, 10, 30))
+    assert not core.login(twin)
+
+
+def test_message_reaches_lobby_only(core):
+    """A line goes to everyone in the sender's lobby, sender included, and nowhere else."""
+    alice, alice_in = join(core, "alice")
+    _bob, bob_in = join(core, "bob")
+    carol, carol_in = join(core, "carol")
+    core.create_lobby(carol, "side", "elsewhere", None)
+    for inbox in (alice_in, bob_in, carol_in):
+        inbox.clear()
+    core.say(alice, "hi there")
+    assert "╰─> hi there" in alice_in.text
+    assert "alice [just now]\r\n  ╰─> hi there" in bob_in.text
+    assert "hi there" not in carol_in.text
+
+
+def test_render_once_per_mode_shared_by_recipients(core):
+    """Recipients in the same output mode receive the very same bytes object."""
+    event = ChatMessage("general", "alice", "🙂", "hello", 0.0)
+    inboxes = [Inbox() for _ in range(5)]
+    clients = [
+        Client(f"u{i}", box.write, limiter=MessageLimiter.create(5, 10, 30), colour=i % 2 == 0)
+        for i, box in enumerate(inboxes)
+    ]
+    assert deliver(event, clients) == 5
+    colour = [box.chunks[0] for i, box in enumerate(inboxes) if i % 2 == 0]
+    plain = [box.chunks[0] for i, box in enumerate(inboxes) if i % 2 == 1]
+    assert all(chunk is colour[0] for chunk in colour)
+    assert all(chunk is plain[0] for chunk in plain)
+    assert b"\x1b[" in colour[0] and b"\x1b" not in plain[0]
+
+
+def test_history_replay_with_relative_times(core, clock):
+    """Joining replays the lobby's recent lines with '3m ago' style times."""
+    alice, _ = join(core, "alice")
+    core.say(alice, "old news")
+    clock.advance(180)
+    core.say(alice, "fresh news")
+    _, bob_in = join(core, "bob")
+    text = bob_in.text
+    assert "[3m ago]\r\n  ╰─> old news" in text
+    assert "[just now]\r\n  ╰─> fresh news" in text
+    assert text.index("old news") < text.index("fresh news")
+
+
+def test_replay_window_and_cap(clock):
+    """Only lines inside GOCHAT_REPLAY_MINUTES are replayed, at most GOCHAT_REPLAY_MAX."""
+    core = ChatCore(test_config(replay_minutes=10, replay_max=3), clock)
+    alice, _ = join(core, "alice")
+    core.say(alice, "ancient")
+    clock.advance(11 * 60)
+    for i in range(5):
+        core.say(alice, f"recent-{i}")
+    _, bob_in = join(core, "bob")
+    assert "ancient" not in bob_in.text
+    assert "recent-1" not in bob_in.text
+    assert all(f"recent-{i}" in bob_in.text for i in (2, 3, 4))
+
+
+def test_move_announced_in_both_lobbies(core):
+    """Switching lobbies tells the old lobby who left and the new one who arrived."""
+    alice, _alice_in = join(core, "alice")
+    _bob, bob_in = join(core, "bob")
+    carol, carol_in = join(core, "carol")
+    core.create_lobby(carol, "games", "board games", None)
+    bob_in.clear()
+    carol_in.clear()
+    core.move(alice, core.lobbies.get("games"))
+    assert "alice went to #games" in bob_in.text
+    assert "alice joined from #general" in carol_in.text
+    assert alice.lobby is core.lobbies.get("GAMES")
+
+
+def test_idle_empty_lobbies_are_removed_but_general_stays(core, clock):
+    """An empty lobby idle for GOCHAT_LOBBY_IDLE_MINUTES goes; general and busy ones stay."""
+    alice, _ = join(core, "alice")
+    bob, _ = join(core, "bob")
+    core.create_lobby(alice, "empty", "x", None)
+    core.create_lobby(bob, "busy", "y", None)
+    core.move(alice, core.lobbies.general)
+    clock.advance(119 * 60)
+    assert core.prune_lobbies() == []
+    clock.advance(2 * 60)
+    removed = core.prune_lobbies()
+    assert [lobby.name for lobby in removed] == ["empty"]
+    assert "general" in core.lobbies and "busy" in core.lobbies
+
+
+def test_direct_message_shown_to_both_sides(core):
+    """/msg reaches sender and recipient, and nobody else."""
+    alice, alice_in = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    _, carol_in = join(core, "carol")
+    core.direct(alice, "BOB", "psst")
+    for inbox in (alice_in, bob_in):
+        assert "[DM] 🙂 alice → bob: psst" in inbox.text
+    assert "psst" not in carol_in.text
+
+
+def test_unknown_user(core):
+    """DM or tag to a name nobody has: 'User not found.'."""
+    alice, _ = join(core, "alice")
+    with pytest.raises(UserError, match=r"User not found\."):
+        core.direct(alice, "ghost", "hi")
+    with pytest.raises(UserError, match=r"User not found\."):
+        core.tag(alice, "ghost", "hi")
+
+
+def test_tag_highlights_and_notifies(core):
+    """/tag is a lobby line with @user highlighted plus a private heads-up."""
+    alice, _ = join(core, "alice", colour=True)
+    _, bob_in = join(core, "bob")
+    core.tag(alice, "bob", "look at this")
+    assert "╰─> @bob look at this" in bob_in.text
+    assert "alice tagged you in #general: look at this" in bob_in.text
+
+
+def test_message_length_limit(clock):
+    """A message over GOCHAT_MAX_MESSAGE characters is refused with the limit."""
+    core = ChatCore(test_config(max_message=10), clock)
+    alice, _ = join(core, "alice")
+    with pytest.raises(UserError, match="the limit is 10"):
+        core.say(alice, "x" * 11)
+    core.say(alice, "x" * 10)
+
+
+def test_logout_announced_and_idempotent(core):
+    """Leaving tells the lobby once, however many times the session reports it."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    core.logout(alice, "quit")
+    core.logout(alice, "quit")
+    assert bob_in.text.count("alice left the chat") == 1
+    assert "alice" not in core.clients
