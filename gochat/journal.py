@@ -170,7 +170,9 @@ class Journal:
                 await self._prune()
                 next_prune = loop.time() + PRUNE_EVERY
             if not self._has_work():
-                if closing:
+                # Read the flag afresh: close() may have set it (and _wake) while the
+                # prune above was awaited; clearing _wake then would sleep for an hour.
+                if self._closing.is_set():
                     return
                 self._wake.clear()
                 await _wait(self._wake, next_prune - loop.time())
@@ -254,7 +256,7 @@ class Journal:
     async def close(self) -> None:
         """Write what is still queued (bounded by the close timeout), then close the store."""
         task = self._task
-        if task is not None:
+        if task is not None and not task.done():  # a second close has nothing to wait for
             self._closing.set()
             self._wake.set()
             try:

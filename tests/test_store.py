@@ -451,6 +451,9 @@ class GatedStore(Store):
         self.gate.set()
         self.fail_next = 0
         self.writes = 0
+        self.prune_gate = asyncio.Event()  # prunes wait here, like writes at `gate`
+        self.prune_gate.set()
+        self.prunes_started = 0
 
     async def open(self) -> None:
         await self.inner.open()
@@ -479,6 +482,8 @@ class GatedStore(Store):
         self.writes += 1
 
     async def prune(self, *, max_per_lobby: int, before: float | None) -> int:
+        self.prunes_started += 1
+        await self.prune_gate.wait()
         return await self.inner.prune(max_per_lobby=max_per_lobby, before=before)
 
 
@@ -575,6 +580,41 @@ async def test_full_queue_drops_oldest_messages_but_keeps_lobby_changes(sqlite_p
         assert "dropped 150 oldest messages (151 in all)" in warnings[-1]  # told once it is over
     finally:
         await journal.close()
+
+
+async def test_close_during_the_first_prune_does_not_wait_for_the_next_one(sqlite_path, caplog):
+    """close() lands while the start-up prune is awaited: the writer must still see it.
+
+    The writer once judged "closing?" before the prune and then cleared the wake-up
+    that close() had set, sleeping until the next prune (minutes) while shutdown
+    waited out GOCHAT_STORE_CLOSE_TIMEOUT and reported writes lost.
+    """
+    caplog.set_level(logging.INFO, logger="gochat.store")
+    gated = GatedStore(await open_sqlite(sqlite_path))
+    gated.prune_gate.clear()
+    journal = Journal(gated, journal_config(history_max=10, store_close_timeout=60))
+    journal.start()
+    await wait_until(lambda: gated.prunes_started == 1, what="the first prune to start")
+    closing = asyncio.ensure_future(journal.close())
+    await asyncio.sleep(0)  # close() has run up to its wait: the flag and wake-up are set
+    gated.prune_gate.set()
+    await asyncio.wait_for(closing, 10)  # well inside the 60 s close timeout
+    assert not [r for r in caplog.records if "writes lost" in r.getMessage()]
+    assert any("all writes saved" in r.getMessage() for r in caplog.records)
+
+
+async def test_closing_twice_after_a_timed_out_close_is_harmless(sqlite_path, caplog):
+    """A close that gave up cancels the writer; the next close must not raise CancelledError."""
+    caplog.set_level(logging.ERROR, logger="gochat.store")
+    gated = GatedStore(await open_sqlite(sqlite_path))
+    gated.gate.clear()  # the store never takes the write
+    journal = Journal(gated, journal_config(flush_ms=1, store_close_timeout=0.05))
+    journal.start()
+    journal.message(chat("general", "stuck"))
+    await wait_until(lambda: journal._inflight == 1, what="the write to be stuck")
+    await journal.close()
+    assert any("1 writes lost" in r.getMessage() for r in caplog.records)
+    await journal.close()  # the server's shutdown may run twice (a test, then its fixture)
 
 
 async def test_direct_messages_are_kept_only_when_asked(sqlite_path, tmp_path):
