@@ -26,7 +26,7 @@ from gochat.metrics import MetricsServer
 from gochat.ratelimit import ConnectionCounter, ip_key
 from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
-from gochat.session import NAME_PROMPT, Session
+from gochat.session import NAME_PROMPT, Session, drop_closing
 from gochat.store import Store, StoreError
 from gochat.wire import encode
 
@@ -303,7 +303,7 @@ class ChatServer:
                     continue
                 size = session.transport.get_write_buffer_size()
                 if unsent.get(session, size + 1) <= size:
-                    session.transport.abort()
+                    drop_closing(session.transport)
                 unsent[session] = size
 
 

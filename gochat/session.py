@@ -42,6 +42,9 @@ log = logging.getLogger("gochat.session")
 PASSWORD_ATTEMPTS = 5  # wrong lobby passwords per minute before a pause
 PASSWORD_WINDOW = 60.0
 CLOSE_LINGER = 5.0  # seconds a closing connection may take to flush its last lines
+FIN_GRACE = 1.0  # seconds a client may take to close after our FIN before it is reset
+# TCP states in which the peer has acknowledged our FIN, hence every byte before it.
+FIN_ACKED_STATES = frozenset({5, 6, 7})  # FIN_WAIT2, TIME_WAIT, CLOSE (linux/tcp_states.h)
 LOOKUPS_PER_MESSAGE = 4  # /users, /lobbies, /history allowed per message of the rate limit
 LINES_PER_TURN = 32  # lines handled per connection before other connections get a turn
 FEED_BYTES = 2048  # a big read is split into lines this many bytes at a time, in turn
@@ -200,7 +203,7 @@ class Session(asyncio.Protocol):
         self.eof = True
         if self.task is None and self.pending is None and self.state is not State.CLOSED:
             self._close("client closed the connection")
-        return True
+        return self.state is not State.CLOSED  # half-open only while its lines are pending
 
     def pause_writing(self) -> None:
         """More than the send-queue cap is unsent: this reader is too slow; drop it."""
@@ -480,7 +483,7 @@ class Session(asyncio.Protocol):
                 _reset(self.transport)
             else:
                 self.flush()
-                _close_within(self.transport, self.server.loop)
+                _close_within(self.transport, self.server.loop, half_close=not self.eof)
 
     def _leave(self) -> None:
         if self.client.name:
@@ -519,15 +522,72 @@ def _reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
-def _close_within(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-    """Close after flushing, but abort if the peer will not take the rest in time.
+def _close_within(
+    transport: asyncio.Transport,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    half_close: bool = False,
+) -> None:
+    """Close after flushing, so that every client notices, and never wait forever.
 
-    A plain close() waits for the buffer to drain, and a peer that never reads
-    (zero window) would keep the connection open forever.
+    A plain close() sends FIN once the buffer drains: telnet, socat and s_client
+    exit on it, but Debian's nc keeps waiting for its user to type, since only a
+    failed write tells it the connection is gone. So a connection whose peer is
+    still open is half-closed (FIN after the last line) and kept; a client that
+    has not closed its side FIN_GRACE seconds after acknowledging the FIN (so it
+    holds every byte) gets a TCP reset, on which nc exits with all of it shown.
+    A peer that never reads (zero window) is aborted after CLOSE_LINGER.
+    Without `half_close` (the client closed first, or was refused at admission,
+    where holding the socket would help a connection flood) it closes at once.
     """
-    transport.close()
-    if transport.get_write_buffer_size():
-        loop.call_later(CLOSE_LINGER, transport.abort)
+    if not half_close or not _can_half_close(transport):
+        transport.close()
+        if transport.get_write_buffer_size():
+            loop.call_later(CLOSE_LINGER, transport.abort)
+        return
+    transport.write_eof()
+    loop.call_later(FIN_GRACE, _after_fin, transport, loop, loop.time() + CLOSE_LINGER)
+
+
+def _after_fin(
+    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, deadline: float
+) -> None:
+    """FIN_GRACE after a half-close: reset a client that kept its side open."""
+    if transport.is_closing():  # the client closed too: nothing left to do
+        return
+    if fin_acknowledged(transport) or loop.time() >= deadline:
+        drop_closing(transport)
+    else:
+        loop.call_later(FIN_GRACE, _after_fin, transport, loop, deadline)
+
+
+def _can_half_close(transport: asyncio.Transport) -> bool:
+    """Plain TCP on a kernel that reports TCP state (TLS cannot half-close)."""
+    return hasattr(socket, "TCP_INFO") and transport.can_write_eof()
+
+
+def fin_acknowledged(transport: asyncio.BaseTransport) -> bool:
+    """True when the peer has acknowledged our FIN, so it holds every byte we sent."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:
+        return False
+    return state in FIN_ACKED_STATES
+
+
+def drop_closing(transport: asyncio.Transport) -> None:
+    """End a closing connection now: a reset if the peer has it all, else a plain abort.
+
+    The reset is what makes nc exit; a peer still owed bytes keeps getting them
+    from the kernel after a plain abort, as it would after close().
+    """
+    if fin_acknowledged(transport):
+        _reset(transport)
+    else:
+        transport.abort()
 
 
 def _tune_socket(sock: socket.socket, sndbuf: int) -> None:

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from gochat import session as session_module
 from gochat.commands import REGISTRY
 from gochat.profiles import PICTURES
 
@@ -389,6 +390,49 @@ async def test_eof_after_commands_still_answered(connect):
     client.writer.write_eof()
     text = await client.read_until_closed()
     assert "halfy (you)" in text
+
+
+async def test_a_client_that_keeps_its_side_open_after_quit_gets_everything_then_a_reset(
+    server,
+):
+    """Like Debian's nc: it never closes on FIN, so it is reset once it holds every byte."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", server.ports["plain"]))
+        await loop.sock_sendall(sock, b"keeper\r\n/quit\r\n")
+        received = b""
+        while data := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+            received += data
+        assert received.decode().endswith("Goodbye! Thanks for chatting.\r\n")
+        # FIN came after the last line; our side is still open (CLOSE_WAIT) until the
+        # server's reset moves it to CLOSE. recv() cannot show a reset after EOF.
+        await wait_until(lambda: tcp_state(sock) == TCP_CLOSE, what="the server's reset")
+    finally:
+        sock.close()
+    await wait_until(lambda: server.stats()["connections"] == 0, what="the session to end")
+    assert server.stats()["counted"] == 0
+
+
+TCP_CLOSE = 7  # linux/tcp_states.h
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+async def test_a_client_that_closes_on_fin_is_not_reset(server, monkeypatch):
+    """telnet, socat and s_client close when the server does: no reset for them."""
+    dropped: list[object] = []
+    monkeypatch.setattr(session_module, "drop_closing", dropped.append)
+    client = await ChatClient.connect(server.ports["plain"])
+    await client.login("closer")
+    await client.send("/quit")
+    assert "Goodbye! Thanks for chatting." in await client.read_until_closed()
+    client.writer.close()  # as those tools do on EOF
+    await wait_until(lambda: server.stats()["connections"] == 0, what="the session to end")
+    assert dropped == []  # it ended on the client's FIN, not on the server's timer
 
 
 async def test_lookups_are_free_of_the_message_limit_but_bounded(make_server):
