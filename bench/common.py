@@ -66,6 +66,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def self_signed_cert(directory: Path) -> tuple[str, str]:
+    """A throwaway certificate and key for 127.0.0.1, made with the openssl command."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    if not cert.exists():
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+                *("-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return str(cert), str(key)
+
+
 # -- /proc readings ------------------------------------------------------------
 
 
@@ -193,9 +208,10 @@ class Server:
     and so `slow` can look for "SendQ exceeded".
     """
 
-    def __init__(self, options: ServerOptions, **env: str) -> None:
+    def __init__(self, options: ServerOptions, *, tls: bool = False, **env: str) -> None:
         self.options = options
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
         self.extra_env = env
         self.proc: subprocess.Popen[bytes] | None = None
         # Closed in __exit__: the directory must outlive start() for stderr_text().
@@ -247,6 +263,9 @@ class Server:
             )
             if p
         )
+        if self.tls_port is not None:
+            cert, key = self_signed_cert(Path(self._dir.name))
+            env.update(GOCHAT_TLS_PORT=str(self.tls_port), GOCHAT_TLS_CERT=cert, GOCHAT_TLS_KEY=key)
         env.update(self.options.env)
         env.update(self.extra_env)
         return env

@@ -4,7 +4,8 @@ Memory per connection is (RSS with N users - RSS before) / N, read from
 /proc/PID/status. It includes everything a connection brings: the
 transport, the Session and Client objects, the LineReader, the timer handle,
 dict and set entries, and the allocator's slack; kernel socket buffers are
-not in RSS.
+not in RSS. `--tls` measures TLS connections (the asyncio TLS layer's buffers
+and OpenSSL's state on top).
 
 Why lobbies: every login announces the user to `general`, so N users all in
 `general` cost N^2/2 join notices (50 million writes for 10,000 users) and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -49,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them all (5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-login timeout (s)")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect over TLS (a throwaway self-signed certificate made with openssl)",
+    )
 
 
 class IdleClient(asyncio.Protocol):
@@ -106,7 +113,12 @@ class IdleClient(asyncio.Protocol):
 
 
 async def _establish(
-    port: int, count: int, concurrency: int, lobby_size: int, step_timeout: float
+    port: int,
+    count: int,
+    concurrency: int,
+    lobby_size: int,
+    step_timeout: float,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[list[IdleClient], dict[str, int], list[str]]:
     loop = asyncio.get_running_loop()
     outcomes: dict[str, int] = {"ok": 0, "refused": 0, "lost": 0, "timeout": 0, "error": 0}
@@ -132,6 +144,7 @@ async def _establish(
                         HOST,
                         port,
                         local_addr=(source_ip(index), 0),
+                        ssl=tls,
                     ),
                     step_timeout,
                 )
@@ -158,8 +171,18 @@ async def _scenario(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     rss_before = server.rss_kib()
     cpu0, machine0, gen0 = server.cpu(), machine_cpu(), process_cpu()
     started = time.perf_counter()
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE  # the server's throwaway self-signed certificate
     clients, outcomes, errors = await _establish(
-        server.port, args.clients, args.concurrency, args.lobby_size, args.timeout
+        server.tls_port if args.tls else server.port,
+        args.clients,
+        args.concurrency,
+        args.lobby_size,
+        args.timeout,
+        tls,
     )
     establish = time.perf_counter() - started
     cpu1, machine1, gen1 = server.cpu(), machine_cpu(), process_cpu()
@@ -199,7 +222,7 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
             f"WARNING: generator open-file limit {soft} (hard {hard}) is too low for "
             f"{args.clients} connections; raise it (ulimit -Hn) or lower --clients"
         )
-    with Server(options) as server:
+    with Server(options, tls=args.tls) as server:
         limits = server.nofile()
         if limits and limits[0] < args.clients + 100:
             warnings.append(
@@ -215,6 +238,7 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         **described,
         "clients": args.clients,
         "lobby_size": args.lobby_size,
+        "tls": args.tls,
         "logged_in": ok,
         "refused": refused,
         "failed": args.clients - ok - refused,
@@ -241,7 +265,8 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         f"server: {described['server_cmd']}  uvloop={described['uvloop']}",
         f"{ok}/{args.clients} logged in ({refused} refused, {result['failed']} failed) in "
         f"{m['establish_s']:.1f}s ({result['logins_per_s']}/s), "
-        f"lobbies of {args.lobby_size or 'everyone (general)'}",
+        f"lobbies of {args.lobby_size or 'everyone (general)'}"
+        f"{', over TLS' if args.tls else ''}",
         f"server RSS {m['rss_before']} -> {m['rss_after']} KiB "
         f"({m['rss_held']} after {args.hold:g}s): "
         f"{per_conn:.2f} KiB per connection"

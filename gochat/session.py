@@ -66,6 +66,7 @@ class Session(asyncio.Protocol):
         "admitted",
         "client",
         "core",
+        "early",
         "eof",
         "ip_key",
         "last_activity",
@@ -100,6 +101,7 @@ class Session(asyncio.Protocol):
         self.admitted = False
         self.sniffed = listener != "plain"
         self.eof = False
+        self.early: list[bytes] | None = None  # TLS: data that beat start_tls's return
         self.last_activity = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
@@ -135,6 +137,7 @@ class Session(asyncio.Protocol):
         self.admitted = True
         if self.tls is not None:
             transport.pause_reading()  # no byte reaches data_received before TLS is on
+            self.early = []
             self.task = self.server.spawn(self._start_tls(transport))
             return
         self._start(transport)
@@ -176,9 +179,20 @@ class Session(asyncio.Protocol):
         self.last_activity = loop.time()
         self._arm_timer(self.last_activity + self.server.config.name_timeout)
         transport.write(self.server.banner(self.client.colour))
+        early, self.early = self.early, None
+        for data in early or ():
+            self.data_received(data)
+        if self.eof and self.task is None and self.pending is None:
+            self._close("client closed the connection")  # EOF came with that data
 
     def data_received(self, data: bytes) -> None:
         if self.state is State.CLOSED:
+            return
+        if self.early is not None:
+            # asyncio's TLS layer passes on application data that came in the same
+            # read as the handshake's end before start_tls() has returned the TLS
+            # transport; it is handled in _start, after the banner.
+            self.early.append(data)
             return
         self.last_activity = self.server.loop.time()
         if not self.sniffed:

@@ -7,7 +7,10 @@ import contextlib
 import dataclasses
 import os
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,3 +232,22 @@ def loopback_alias_works(address: str) -> bool:
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate and key, made with the openssl CLI."""
+    folder = tmp_path_factory.mktemp("certs")
+    crt, key = folder / "server.crt", folder / "server.key"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)]
+    subprocess.run(command, check=True, capture_output=True, timeout=30)
+    return crt, key
+
+
+def tls_client_context() -> ssl.SSLContext:
+    """A client context that accepts the throwaway certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

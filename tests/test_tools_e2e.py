@@ -259,18 +259,6 @@ class Daemon:
             self.proc.stderr.close()
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate and key, made with the openssl CLI."""
-    openssl = require("openssl")
-    folder = tmp_path_factory.mktemp("certs")
-    crt, key = folder / "server.crt", folder / "server.key"
-    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    command += ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)]
-    subprocess.run(command, check=True, capture_output=True, timeout=30)
-    return crt, key
-
-
 def _start(tmp_path_factory: pytest.TempPathFactory, cert: tuple[Path, Path]) -> Daemon:
     return Daemon(tmp_path_factory.mktemp("run"), cert)
 

@@ -16,12 +16,11 @@ import logging
 import socket
 import ssl
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from ..conftest import ChatClient, wait_until
+from ..conftest import ChatClient, tls_client_context, wait_until
 from .support import (
     HonestChat,
     address,
@@ -36,56 +35,21 @@ from .support import (
 HANDSHAKE_TIMEOUT = 1.0
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A throwaway self-signed certificate, made with the openssl CLI."""
-    folder = tmp_path_factory.mktemp("tls")
-    crt, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(crt),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(crt), str(key)
-
-
-def client_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def client_hello() -> bytes:
     """The first flight of a real TLS client, made without a socket."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = client_context().wrap_bio(incoming, outgoing)
+    tls = tls_client_context().wrap_bio(incoming, outgoing)
     with contextlib.suppress(ssl.SSLWantReadError):
         tls.do_handshake()
     return outgoing.read()
 
 
 @pytest.fixture
-async def tls_server(make_server, cert: tuple[str, str]):
+async def tls_server(make_server, cert: tuple[Path, Path]):
     crt, key = cert
     return await make_server(
-        tls_cert=crt,
-        tls_key=key,
+        tls_cert=str(crt),
+        tls_key=str(key),
         tls_port=0,
         tls_handshake_timeout=HANDSHAKE_TIMEOUT,
         rate_messages=50,
@@ -103,7 +67,7 @@ class TlsHonestChat(HonestChat):
 
         async def tls_connect(_port: int, *, local: str) -> ChatClient:
             if local.endswith(str(1 + self.count)):
-                return await connect(tls_port, local=local, ssl=client_context())
+                return await connect(tls_port, local=local, ssl=tls_client_context())
             return await connect(port, local=local)
 
         ChatClient.connect = tls_connect  # type: ignore[method-assign]
@@ -202,10 +166,10 @@ async def test_tls_handshakes_abandoned(tls_server):
         await _check_nothing_leaked(server, honest, before, fds)
 
 
-async def test_handshakes_count_against_the_per_ip_cap(make_server, cert: tuple[str, str]):
+async def test_handshakes_count_against_the_per_ip_cap(make_server, cert: tuple[Path, Path]):
     """Handshakes in progress are connections: the 11th from one address is refused at once."""
     server = await make_server(
-        tls_cert=cert[0], tls_key=cert[1], tls_port=0, tls_handshake_timeout=30.0
+        tls_cert=str(cert[0]), tls_key=str(cert[1]), tls_port=0, tls_handshake_timeout=30.0
     )
     port = server.ports["tls"]
     async with TlsHonestChat(server) as honest:
@@ -260,7 +224,7 @@ async def test_tls_user_resets_mid_line(tls_server):
         victims = []
         for i in range(5):
             client = await ChatClient.connect(
-                server.ports["tls"], local=address(56, i), ssl=client_context()
+                server.ports["tls"], local=address(56, i), ssl=tls_client_context()
             )
             await client.login(f"tlsgone{i}")
             client.writer.write(b"half a line")
@@ -273,7 +237,7 @@ async def test_tls_user_resets_mid_line(tls_server):
         await _check_nothing_leaked(server, honest, before, fds)
 
 
-def test_cert_is_real(cert: tuple[str, str]) -> None:
+def test_cert_is_real(cert: tuple[Path, Path]) -> None:
     """The throwaway certificate the TLS scenarios use loads as a server certificate."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*cert)
