@@ -16,8 +16,10 @@ import logging
 import socket
 import ssl
 import struct
+import threading
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from ..conftest import ChatClient, tls_client_context, wait_until
@@ -84,8 +86,28 @@ async def _check_nothing_leaked(server, honest: HonestChat, before: dict, fds: i
     honest.check()
 
 
-async def _plain_resets(port: int) -> None:
-    """RST at the prompt mid-name, after login mid-line, with lines queued, during bcrypt."""
+class GatedHash:
+    """bcrypt.hashpw that holds every hash at a gate, so a test knows one is running."""
+
+    def __init__(self) -> None:
+        self.real = bcrypt.hashpw
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.started = self.finished = 0
+
+    def __call__(self, secret: bytes, salt: bytes) -> bytes:
+        with self.lock:
+            self.started += 1
+        try:
+            self.gate.wait(30)
+            return self.real(secret, salt)
+        finally:
+            with self.lock:
+                self.finished += 1
+
+
+async def _plain_attackers(port: int) -> list[socket.socket]:
+    """At the prompt mid-name, after login mid-line, with lines queued, in a bcrypt hash."""
     socks = []
     for i in range(10):
         sock = await raw_socket(port, address(50, i))
@@ -103,25 +125,37 @@ async def _plain_resets(port: int) -> None:
         sock = await raw_socket(port, address(50, i))
         sock.send(b"hasher%d\r\n/create vault%d s3cretpw locked room\r\nmore\r\n" % (i, i))
         socks.append(sock)
-    await asyncio.sleep(0.05)  # let the server start on each of them
-    for sock in socks:
-        reset(sock)
+    return socks
 
 
-async def test_resets_mid_line(tls_server, caplog: pytest.LogCaptureFixture):
+async def test_resets_mid_line(tls_server, caplog: pytest.LogCaptureFixture, monkeypatch):
     """RST mid-name, mid-message, with queued lines and during a bcrypt hash: nothing leaks."""
     caplog.set_level(logging.WARNING)
     server = tls_server
-    async with TlsHonestChat(server, keep_text=True) as honest:
-        before, fds = snapshot(server), open_fds()
-        await _plain_resets(server.ports["plain"])
-        await _check_nothing_leaked(server, honest, before, fds)
-        # The logged-in ones left the lobby visibly, and no half-made lobby stayed behind.
-        left = [t for t in honest.listeners[1].text_lines if "left the chat" in t]
-        assert len(left) >= 10
-        await asyncio.sleep(0.3)  # a bcrypt thread still running must not resurrect anything
-        assert not any(name.startswith("vault") for name in map(str, server.core.lobbies))
-        assert all(lobby.name == "general" for lobby in server.core.lobbies)
+    hashing = GatedHash()
+    monkeypatch.setattr(bcrypt, "hashpw", hashing)
+    try:
+        async with TlsHonestChat(server, keep_text=True) as honest:
+            before, fds = snapshot(server), open_fds()
+            users = len(server.core.clients)
+            socks = await _plain_attackers(server.ports["plain"])
+            await wait_until(
+                lambda: len(server.core.clients) == users + 20 and hashing.started == 5,
+                what="20 attackers logged in, 5 of them hashing a lobby password",
+            )
+            for sock in socks:
+                reset(sock)
+            await _check_nothing_leaked(server, honest, before, fds)
+            left = [t for t in honest.listeners[1].text_lines if "left the chat" in t]
+            assert len(left) >= 10  # the logged-in ones left the lobby visibly
+            # The hashes finish after their connections are gone: no lobby may appear.
+            hashing.gate.set()
+            await wait_until(lambda: hashing.finished == 5, what="the hashes to finish")
+            for _ in range(3):  # the turns in which a finished hash would resume its command
+                await asyncio.sleep(0)
+            assert [lobby.name for lobby in server.core.lobbies] == ["general"]
+    finally:
+        hashing.gate.set()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
