@@ -41,8 +41,9 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
         "--uvloop",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="require the server to use (or, with --no-uvloop, not use) uvloop; "
-        "without it the figure is only reported",
+        help="run the server on uvloop (GOCHAT_EVENT_LOOP=uvloop) or, with --no-uvloop, on "
+        "asyncio, and check that it did; without either it runs on its default (auto) and "
+        "which loop ran is only reported",
     )
     group.add_argument(
         "--colour",

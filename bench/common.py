@@ -263,6 +263,8 @@ class Server:
             )
             if p
         )
+        if self.options.uvloop is not None:
+            env["GOCHAT_EVENT_LOOP"] = "uvloop" if self.options.uvloop else "asyncio"
         if self.tls_port is not None:
             cert, key = self_signed_cert(Path(self._dir.name))
             env.update(GOCHAT_TLS_PORT=str(self.tls_port), GOCHAT_TLS_CERT=cert, GOCHAT_TLS_KEY=key)
@@ -317,7 +319,7 @@ class Server:
             raise BenchError(
                 f"--{'' if want else 'no-'}uvloop given but the server "
                 f"{'does not use' if want else 'uses'} uvloop "
-                "(run it with an interpreter that has / lacks uvloop: --python)"
+                "(GOCHAT_EVENT_LOOP was set accordingly: is uvloop importable? --pythonpath)"
             )
 
     def _uvloop_loaded(self) -> bool:

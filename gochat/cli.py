@@ -122,9 +122,14 @@ async def serve(config: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(argv)
     setup_logging(config.log_level, config.log_format)
+    if config.event_loop == "asyncio":
+        return asyncio.run(serve(config))
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
+        if config.event_loop == "uvloop":
+            print("gochat: GOCHAT_EVENT_LOOP=uvloop, but uvloop is not installed", file=sys.stderr)
+            return 2
         return asyncio.run(serve(config))
     log.info("using uvloop %s", uvloop.__version__)
     return uvloop.run(serve(config))  # type: ignore[no-any-return]

@@ -204,6 +204,12 @@ class Config:
         "log line format: text, or json (one object per line)",
         choices=("text", "json"),
     )
+    event_loop: str = _setting(
+        "auto",
+        "GOCHAT_EVENT_LOOP",
+        "event loop: auto (uvloop when installed, as with gochat[fast]), asyncio or uvloop",
+        choices=("auto", "asyncio", "uvloop"),
+    )
     # -- store: lobbies and history that survive restarts --
     db: str = _setting(
         "gochat.db",

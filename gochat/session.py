@@ -14,6 +14,7 @@ left unsent, asyncio calls `pause_writing` and the connection is dropped.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import functools
 import logging
@@ -48,8 +49,22 @@ FIN_ACKED_STATES = frozenset({5, 6, 7})  # FIN_WAIT2, TIME_WAIT, CLOSE (linux/tc
 LOOKUPS_PER_MESSAGE = 4  # /users, /lobbies, /history allowed per message of the rate limit
 LINES_PER_TURN = 32  # lines handled per connection before other connections get a turn
 FEED_BYTES = 2048  # a big read is split into lines this many bytes at a time, in turn
+TLS_READ_BUFFER = 16 * 1024  # bytes per TLS connection (asyncio's own: 256 KiB)
 NAME_PROMPT = "Enter your username: "
 PROMPT_BYTES = PROMPT.encode()
+
+
+class TlsLayer(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a read buffer sized for chat.
+
+    The stock one zero-fills a 256 KiB buffer per connection (cpython issue
+    #109534), so every TLS user cost about 280 KiB of RSS. The buffer receives
+    one socket read of ciphertext at a time; a TLS record is at most 16 KiB
+    plus overhead, and a smaller buffer only means more reads of bulk data,
+    which chat does not have.
+    """
+
+    max_size = TLS_READ_BUFFER
 
 
 class State(Enum):
@@ -66,8 +81,8 @@ class Session(asyncio.Protocol):
         "admitted",
         "client",
         "core",
-        "early",
         "eof",
+        "handshaking",
         "ip_key",
         "last_activity",
         "listener",
@@ -101,7 +116,7 @@ class Session(asyncio.Protocol):
         self.admitted = False
         self.sniffed = listener != "plain"
         self.eof = False
-        self.early: list[bytes] | None = None  # TLS: data that beat start_tls's return
+        self.handshaking = False  # TLS: the handshake is running on the raw transport
         self.last_activity = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
@@ -123,6 +138,9 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         transport = cast(asyncio.Transport, transport)
+        if self.handshaking:  # the TLS layer's transport: the handshake is done
+            self._tls_ready(transport)
+            return
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
@@ -136,37 +154,53 @@ class Session(asyncio.Protocol):
             return
         self.admitted = True
         if self.tls is not None:
-            transport.pause_reading()  # no byte reaches data_received before TLS is on
-            self.early = []
-            self.task = self.server.spawn(self._start_tls(transport))
+            self._start_tls(transport, self.tls)
             return
         self._start(transport)
 
-    async def _start_tls(self, raw: asyncio.Transport) -> None:
-        """Handshake within the timeout, then start as a plain connection would."""
-        try:
-            transport = await self.server.loop.start_tls(
-                raw,
-                self,
-                self.tls,  # type: ignore[arg-type]
-                server_side=True,
-                ssl_handshake_timeout=self.server.config.tls_handshake_timeout,
-            )
-        except BaseException as exc:  # failed, timed out, reset or cancelled: release the slot
-            raw.abort()
-            self.task = None
-            self.connection_lost(exc if isinstance(exc, Exception) else None)
-            if not isinstance(exc, OSError | asyncio.CancelledError):
-                raise
-            return
-        self.task = None
-        if transport is not None and self.state is not State.CLOSED:
-            self._start(transport)  # type: ignore[arg-type]
-            return
-        if transport is not None:  # closed while the handshake finished
+    def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """Put the TLS layer under this session now, before the first byte is read.
+
+        Not loop.start_tls(): that is a coroutine, so it takes over the socket
+        only a loop turn later, and uvloop starts reading as soon as
+        connection_made returns (pause_reading there is undone): a ClientHello
+        could reach the session as chat text. Nor create_server(ssl=...): that
+        hands the connection over only after the handshake, so handshakes in
+        progress would escape the connection caps. Here the layer takes the
+        socket synchronously and calls connection_made again, with the TLS
+        transport, when the handshake is done; application data that came with
+        the handshake's last flight follows it, in order.
+        """
+        loop = self.server.loop
+        handshake: asyncio.Future[None] = loop.create_future()
+        layer = TlsLayer(
+            loop,
+            self,
+            context,
+            handshake,
+            server_side=True,
+            ssl_handshake_timeout=self.server.config.tls_handshake_timeout,
+        )
+        self.handshaking = True
+        raw.set_protocol(layer)
+        layer.connection_made(raw)
+        handshake.add_done_callback(functools.partial(self._handshake_done, raw))
+
+    def _tls_ready(self, transport: asyncio.Transport) -> None:
+        self.handshaking = False
+        if self.state is State.CLOSED:  # closed (shutdown) while the handshake finished
             transport.abort()
+            return
+        self._start(transport)
+
+    def _handshake_done(self, raw: asyncio.Transport, handshake: asyncio.Future[None]) -> None:
+        """A failed, timed-out or reset handshake: close and release the slot."""
+        if not handshake.cancelled() and handshake.exception() is None:
+            return  # connection_made has started the session
+        self.handshaking = False
         raw.abort()
-        self.connection_lost(None)
+        exc = None if handshake.cancelled() else handshake.exception()
+        self.connection_lost(exc if isinstance(exc, Exception) else None)
 
     def _start(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -179,20 +213,9 @@ class Session(asyncio.Protocol):
         self.last_activity = loop.time()
         self._arm_timer(self.last_activity + self.server.config.name_timeout)
         transport.write(self.server.banner(self.client.colour))
-        early, self.early = self.early, None
-        for data in early or ():
-            self.data_received(data)
-        if self.eof and self.task is None and self.pending is None:
-            self._close("client closed the connection")  # EOF came with that data
 
     def data_received(self, data: bytes) -> None:
         if self.state is State.CLOSED:
-            return
-        if self.early is not None:
-            # asyncio's TLS layer passes on application data that came in the same
-            # read as the handshake's end before start_tls() has returned the TLS
-            # transport; it is handled in _start, after the banner.
-            self.early.append(data)
             return
         self.last_activity = self.server.loop.time()
         if not self.sniffed:
@@ -492,7 +515,7 @@ class Session(asyncio.Protocol):
         if logged_in and not abort:
             self.core.logout(self.client, reason)
         if self.transport is not None and not already_lost:
-            if abort:
+            if abort or self.handshaking:  # mid-handshake there is nothing to flush
                 self.outbox.clear()
                 _reset(self.transport)
             else:

@@ -210,6 +210,7 @@ def daemon_env(**settings: str) -> dict[str, str]:
         GOCHAT_COLOR="never",
         GOCHAT_BCRYPT_ROUNDS="4",
         GOCHAT_LOG_LEVEL="INFO",
+        GOCHAT_EVENT_LOOP="asyncio",  # what `pip install .` runs; uvloop where a test asks
     )
     env.update(settings)
     return env

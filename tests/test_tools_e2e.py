@@ -226,8 +226,10 @@ def gochat(*args: str) -> list[str]:
 class Daemon:
     """`python -m gochat` running in a scratch directory, its stderr collected."""
 
-    def __init__(self, workdir: Path, cert: tuple[Path, Path]) -> None:
-        env = server_env(GOCHAT_TLS_CERT=str(cert[0]), GOCHAT_TLS_KEY=str(cert[1]))
+    def __init__(self, workdir: Path, cert: tuple[Path, Path], event_loop: str = "asyncio") -> None:
+        env = server_env(
+            GOCHAT_TLS_CERT=str(cert[0]), GOCHAT_TLS_KEY=str(cert[1]), GOCHAT_EVENT_LOOP=event_loop
+        )
         self.proc = subprocess.Popen(
             gochat(),
             cwd=workdir,
@@ -259,15 +261,24 @@ class Daemon:
             self.proc.stderr.close()
 
 
-def _start(tmp_path_factory: pytest.TempPathFactory, cert: tuple[Path, Path]) -> Daemon:
-    return Daemon(tmp_path_factory.mktemp("run"), cert)
+def _start(
+    tmp_path_factory: pytest.TempPathFactory, cert: tuple[Path, Path], event_loop: str = "asyncio"
+) -> Daemon:
+    return Daemon(tmp_path_factory.mktemp("run"), cert, event_loop)
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, cert: tuple[Path, Path]) -> Iterator[Daemon]:
-    """One daemon shared by the chat tests of this module; it must log no traceback."""
-    server = _start(tmp_path_factory, cert)
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def daemon(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    cert: tuple[Path, Path],
+) -> Iterator[Daemon]:
+    """One daemon per event loop (plain asyncio, and uvloop as gochat[fast] runs it),
+    shared by the chat tests of this module; it must log no traceback."""
+    server = _start(tmp_path_factory, cert, request.param)
+    uses_uvloop = "using uvloop" in server.log.text
     try:
+        assert uses_uvloop == (request.param == "uvloop"), server.log.text[-2000:]
         yield server
     finally:
         server.stop()
