@@ -556,6 +556,18 @@ def test_invalid_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "GOCHAT_PORT" in lines[0]
 
 
+def test_uvloop_asked_for_but_missing_exits_2(tmp_path: Path) -> None:
+    """GOCHAT_EVENT_LOOP=uvloop without uvloop: one line, status 2, nothing served."""
+    hidden = tmp_path / "no-uvloop"
+    (hidden / "uvloop").mkdir(parents=True)
+    (hidden / "uvloop" / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    path = os.pathsep.join((str(hidden), str(ROOT)))
+    result = run_gochat(cwd=tmp_path, GOCHAT_EVENT_LOOP="uvloop", PYTHONPATH=path)
+    assert result.returncode == 2, result.stderr
+    assert "GOCHAT_EVENT_LOOP=uvloop, but uvloop is not installed" in result.stderr
+    assert "listening" not in result.stderr
+
+
 def test_garbage_certificate_is_a_clear_startup_error(
     tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:
