@@ -171,7 +171,8 @@ class Journal:
                 next_prune = loop.time() + PRUNE_EVERY
             if not self._has_work():
                 # Read the flag afresh: close() may have set it (and _wake) while the
-                # prune above was awaited; clearing _wake then would sleep for an hour.
+                # prune above was awaited; clearing _wake then would sleep until the next
+                # prune (PRUNE_EVERY, 5 minutes).
                 if self._closing.is_set():
                     return
                 self._wake.clear()
