@@ -25,7 +25,7 @@ import time
 
 from bench.common import HOST, raise_nofile, source_ip
 
-LINE = "🙂 u00001 [just now]\r\n  ╰─> #T:0:123:1234567890123:xxxxxxxxxxxxxxxxxx\r\n".encode()
+LINE = "🙂 u00001 [14:03]\r\n  ╰─> #T:0:123:1234567890123:xxxxxxxxxxxxxxxxxx\r\n".encode()
 
 
 def _drain(port: int, count: int, ready: multiprocessing.synchronize.Event) -> None:

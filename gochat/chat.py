@@ -27,6 +27,7 @@ from gochat.events import (
 from gochat.fanout import deliver, send
 from gochat.lobbies import Lobby, LobbyManager
 from gochat.names import name_problem
+from gochat.render import set_timezone
 from gochat.stats import Counters
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class ChatCore:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
+        set_timezone(config.zone)  # process-wide: one server per process shows one zone
         self.clients = ClientManager()
         self.counters = Counters()
         self.lobbies = LobbyManager(now=clock(), history_size=max(config.replay_max, HISTORY_RING))
@@ -106,8 +108,9 @@ class ChatCore:
         problem = name_problem(name, "Lobby name")
         if problem:
             raise UserError(problem)
-        if name in self.lobbies:
-            raise UserError(f"Lobby #{name} already exists. Use /join {name}.")
+        existing = self.lobbies.get(name)
+        if existing is not None:
+            raise UserError(f"Lobby #{existing.name} already exists. Use /join {existing.name}.")
         if len(self.lobbies) >= MAX_LOBBIES:
             raise UserError(f"The server holds at most {MAX_LOBBIES} lobbies; join one of them.")
         lobby = self.lobbies.add(
@@ -125,7 +128,14 @@ class ChatCore:
         )
         if self.journal is not None:
             self.journal.lobby_saved(lobby)
-        self.tell(client, f"Lobby #{lobby.name} created.", Level.SUCCESS)
+        if lobby.private:
+            created = (
+                f"Lobby #{lobby.name} created (private: /join {lobby.name} <password>). "
+                "For a public one with a description: /create NAME - DESCRIPTION"
+            )
+        else:
+            created = f"Lobby #{lobby.name} created (public)."
+        self.tell(client, created, Level.SUCCESS)
         self.move(client, lobby)
         return lobby
 
@@ -189,10 +199,12 @@ class ChatCore:
         if len(text) > limit:
             raise UserError(f"Message too long ({len(text)} characters; the limit is {limit}).")
 
-    def say(self, client: Client, text: str, *, tagged: str | None = None) -> ChatMessage:
+    def say(self, client: Client, text: str) -> ChatMessage:
         """Post `text` to the sender's lobby, sender included."""
         self.check_length(text)
-        lobby = self._lobby_of(client)
+        return self._post(client, self._lobby_of(client), text, None)
+
+    def _post(self, client: Client, lobby: Lobby, text: str, tagged: str | None) -> ChatMessage:
         now = self.clock()
         message = ChatMessage(
             lobby.name, client.name, client.picture, text, now, "tag" if tagged else "chat", tagged
@@ -222,11 +234,19 @@ class ChatCore:
             log.debug("DM <%s> -> <%s> %s", client.name, target.name, text)
 
     def tag(self, client: Client, target_name: str, text: str) -> None:
-        """A lobby message with @target highlighted, plus a private heads-up to target."""
+        """A lobby message with @target highlighted; a target elsewhere gets a heads-up.
+
+        A target in the lobby sees the highlighted line itself: a second, bell line
+        would only repeat it. The length limit is the user's text, not the prefix.
+        """
+        self.check_length(text)
         target = self._find(target_name)
+        if target is client:
+            raise UserError("You can't tag yourself.")
         lobby = self._lobby_of(client)
-        self.say(client, f"@{target.name} {text}", tagged=target.name)
-        send(TagNotice(client.name, lobby.name, text), target)
+        self._post(client, lobby, f"@{target.name} {text}", target.name)
+        if target.lobby is not lobby:
+            send(TagNotice(client.name, lobby.name, text), target)
 
     def _find(self, name: str) -> Client:
         target = self.clients.get(name)

@@ -20,8 +20,8 @@ from gochat import profiles
 from gochat.errors import UsageError, UserError
 from gochat.events import Block, Level, Replay
 from gochat.fanout import send
-from gochat.names import name_problem
-from gochat.ratelimit import SlidingWindow
+from gochat.names import lobby_name, name_problem
+from gochat.ratelimit import wait_phrase
 
 if TYPE_CHECKING:
     from gochat.chat import ChatCore
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gochat.server import ChatServer
 
 NO_PASSWORD_WORDS = frozenset({"no-pass", "nopass", "none", "-"})
+NO_DESCRIPTION = "No description"
 MAX_DESCRIPTION = 200
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer would be silently truncated or refused
 HISTORY_DEFAULT = 20  # /history without n
@@ -41,7 +42,7 @@ class Context(Protocol):
     core: ChatCore
     server: ChatServer
     client: Client
-    password_attempts: SlidingWindow
+    ip_key: str  # where the connection comes from, as connections are counted (IPv6: /64)
 
     @property
     def active(self) -> bool: ...
@@ -109,6 +110,8 @@ command = REGISTRY.command
 def help_block(registry: Registry = REGISTRY) -> Block:
     width = max(len(c.usage) for c in registry)
     lines = [f"  {c.usage:<{width}}  {c.summary}" for c in registry]
+    lines.append("  Lobbies:")
+    lines.extend(f"    {form}" for form in CREATE_FORMS)
     lines.append(
         "  Any other line is said to everyone in your lobby (start with // to say '/...')."
     )
@@ -148,25 +151,23 @@ def _lobbies(ctx: Context, args: str) -> None:
 
 @command(
     "create",
-    "<name> [password|no-pass] <description>",
-    "create a lobby (no-pass or no password = public) and join it",
+    "<name> [password|-] [description]",
+    "create a lobby and join it (see the forms below)",
     min_args=1,
     rate_limited=True,
 )
 async def _create(ctx: Context, args: str) -> None:
-    parts = args.split(maxsplit=2)
-    name = parts[0]
-    password = parts[1] if len(parts) > 1 else None
-    description = parts[2] if len(parts) > 2 else "No description"
+    name, password, description = create_arguments(args)
     problem = name_problem(name, "Lobby name")
     if problem:
         raise UserError(problem)
-    if name in ctx.core.lobbies:
-        raise UserError(f"Lobby #{name} already exists. Use /join {name}.")
+    existing = ctx.core.lobbies.get(name)
+    if existing is not None:
+        raise UserError(f"Lobby #{existing.name} already exists. Use /join {existing.name}.")
     if len(description) > MAX_DESCRIPTION:
         raise UserError(f"Description too long (the limit is {MAX_DESCRIPTION} characters).")
     password_hash = None
-    if password is not None and password.lower() not in NO_PASSWORD_WORDS:
+    if password is not None:
         secret = _password_bytes(password)
         rounds = ctx.core.config.bcrypt_rounds
         password_hash = await asyncio.to_thread(bcrypt.hashpw, secret, bcrypt.gensalt(rounds))
@@ -175,28 +176,56 @@ async def _create(ctx: Context, args: str) -> None:
     ctx.core.create_lobby(ctx.client, name, description, password_hash)
 
 
+CREATE_FORMS = (
+    "/create NAME                    public lobby, no description",
+    "/create NAME WORD               public lobby, WORD is the description",
+    "/create NAME - DESCRIPTION...   public lobby (- or no-pass: no password)",
+    "/create NAME PASSWORD DESCRIPTION...   private lobby (3 or more words)",
+)
+
+
+def create_arguments(args: str) -> tuple[str, str | None, str]:
+    """`/create` words -> (name, password or None, description).
+
+    Two words are a name and a one-word description, as in go-chat-server: a
+    password needs a description after it, so `/create music Jazz` is public.
+    """
+    parts = args.split(maxsplit=2)
+    name = lobby_name(parts[0])
+    if len(parts) == 1:
+        return name, None, NO_DESCRIPTION
+    if parts[1].lower() in NO_PASSWORD_WORDS:
+        return name, None, parts[2] if len(parts) > 2 else NO_DESCRIPTION
+    if len(parts) == 2:
+        return name, None, parts[1]
+    return name, parts[1], parts[2]
+
+
 @command("join", "<name> [password]", "move to another lobby", min_args=1, rate_limited=True)
 async def _join(ctx: Context, args: str) -> None:
     parts = args.split(maxsplit=1)
-    if len(parts[0]) > 1 and parts[0].startswith("#"):
-        parts[0] = parts[0][1:]
-    lobby = ctx.core.lobbies.get(parts[0])
+    wanted = lobby_name(parts[0])
+    lobby = ctx.core.lobbies.get(wanted)
     if lobby is None:
-        raise UserError(f"Lobby #{parts[0]} not found. Type /lobbies to see them.")
+        if not wanted:
+            raise UsageError("name the lobby, e.g. /join general")
+        raise UserError(f"Lobby #{wanted} not found. Type /lobbies to see them.")
     if lobby is ctx.client.lobby:
         raise UserError(f"You are already in #{lobby.name}.")
     if lobby.password_hash is not None:
         if len(parts) < 2:
             raise UserError(f"#{lobby.name} is private: /join {lobby.name} <password>")
-        wait = ctx.password_attempts.try_acquire(ctx.monotonic())
+        guesses, source = ctx.server.lobby_guesses, ctx.ip_key
+        wait = guesses.try_attempt(lobby.key, source, ctx.monotonic())
         if wait:
-            raise UserError(f"Too many password attempts. Wait {int(wait) + 1} seconds.")
+            raise UserError(f"Too many wrong passwords for #{lobby.name}. {wait_phrase(wait)}")
         secret = _password_bytes(parts[1])
         ok = await asyncio.to_thread(bcrypt.checkpw, secret, lobby.password_hash)
         if not ctx.active:
             return
         if not ok:
             raise UserError(f"Wrong password for #{lobby.name}.")
+        guesses.succeeded(lobby.key, source)
         if ctx.core.lobbies.get(lobby.name) is not lobby:
             raise UserError(f"Lobby #{lobby.name} no longer exists.")
         if lobby is ctx.client.lobby:

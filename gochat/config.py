@@ -8,7 +8,9 @@ README's settings table and the validation errors all come from this file.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
+import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,16 @@ def _setting(
             "fallback_env": fallback_env,
         },
     )
+
+
+def _check_timezone(raw: str) -> str:
+    """An IANA name (Europe/Paris), UTC, or empty for the system's zone."""
+    if raw and raw.upper() != "UTC":
+        try:
+            zoneinfo.ZoneInfo(raw)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a timezone name such as Europe/Paris or UTC") from None
+    return raw
 
 
 def _parse_bool(raw: str) -> bool:
@@ -94,10 +106,11 @@ class Config:
     rate_window: float = _setting(
         10.0, "GOCHAT_RATE_WINDOW", "rate-limit window in seconds", minimum=0.1
     )
-    flood_lines: int = _setting(
-        30,
-        "GOCHAT_FLOOD_LINES",
-        "refused lines in one window before a flooder is disconnected",
+    flood_factor: int = _setting(
+        20,
+        "GOCHAT_FLOOD_FACTOR",
+        "a client refused more than this many times GOCHAT_RATE_MESSAGES lines in one window "
+        "is disconnected for flooding (a paste's excess is only refused)",
         minimum=1,
     )
     max_message: int = _setting(1000, "GOCHAT_MAX_MESSAGE", "characters in one message", minimum=1)
@@ -136,6 +149,12 @@ class Config:
         "GOCHAT_COLOR",
         "ANSI colour default: auto (on unless NO_COLOR is set), always, never",
         choices=("auto", "always", "never"),
+    )
+    timezone: str = _setting(
+        "",
+        "GOCHAT_TIMEZONE",
+        "timezone of the times shown in chat, e.g. Europe/Paris or UTC (empty = the system's)",
+        parse=lambda raw: _check_timezone(raw),
     )
     log_level: str = _setting(
         "INFO",
@@ -243,6 +262,15 @@ class Config:
     history_days: float = _setting(
         0.0, "GOCHAT_HISTORY_DAYS", "days messages are kept in the store (0 = forever)", minimum=0
     )
+
+    @property
+    def zone(self) -> datetime.tzinfo | None:
+        """GOCHAT_TIMEZONE as a tzinfo; None means the system's local time."""
+        if not self.timezone:
+            return None
+        if self.timezone.upper() == "UTC":
+            return datetime.UTC
+        return zoneinfo.ZoneInfo(self.timezone)
 
     @property
     def color_default(self) -> bool:

@@ -137,7 +137,7 @@ def uptime(server: ChatServer) -> float:
     started = getattr(server, "started_at", None)
     if started is None:
         return 0.0
-    return max(0.0, server.monotonic() - started)
+    return max(0.0, float(server.monotonic() - started))
 
 
 def ai_state(server: ChatServer) -> dict[str, Any]:

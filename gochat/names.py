@@ -34,6 +34,11 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
+def lobby_name(text: str) -> str:
+    """A lobby name as typed, with the IRC-style leading '#' people add by habit removed."""
+    return text[1:] if text.startswith("#") else text
+
+
 def name_problem(name: str, what: str = "Name") -> str | None:
     """Why `name` is not acceptable, or None if it is."""
     if not NAME_RE.fullmatch(name):

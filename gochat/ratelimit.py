@@ -36,49 +36,79 @@ class SlidingWindow:
             self._stamps.append(now)
         return wait
 
+    def idle(self, now: float) -> bool:
+        """No event within the last window: this window can be forgotten."""
+        return not self._stamps or self._stamps[-1] + self.window <= now
+
+    def refund(self) -> None:
+        """Forget the newest event (it did not happen after all)."""
+        if self._stamps:
+            self._stamps.pop()
+
 
 class Verdict(Enum):
-    """What the session does with a message line."""
+    """What the session does with a line that would spend the budget."""
 
     SEND = "send"
-    REFUSE_WITH_NOTICE = "notice"  # refused; tell the user once per window
-    REFUSE_SILENTLY = "silent"  # refused; already told, stay quiet
-    DISCONNECT = "disconnect"  # kept flooding past the hard threshold
+    REFUSE_WITH_NOTICE = "notice"  # refused; tell the user how long to wait
+    REFUSE_SILENTLY = "silent"  # refused; told less than NOTICE_INTERVAL ago, stay quiet
+    DISCONNECT = "disconnect"  # kept sending far past the limit: a flood, not a paste
+
+
+NOTICE_INTERVAL = 1.0
+"""Seconds between two "Wait N seconds" answers to one refused sender."""
 
 
 @dataclass(slots=True)
 class MessageLimiter:
     """The per-user message budget plus the flood policy on top of it.
 
-    A refused sender is told once per window (not once per line, which would
-    let a flooder amplify its own traffic); one that keeps sending past
-    `flood_lines` refusals within a window is disconnected.
+    A refused line gets the wait as an answer, at most once per NOTICE_INTERVAL
+    (an answer per line would let a flooder amplify its own traffic). A paste is
+    not an attack: its excess is refused, not punished. Only a sender that goes
+    on far past the budget, more than `flood_lines` refusals within one window,
+    is disconnected.
+
+    A line is charged when it is checked; `refund` gives the charge back when
+    the command then fails, so only what reaches other people spends the budget.
     """
 
     window: SlidingWindow
     flood_lines: int
     _refused: int = 0
-    _quiet_until: float = 0.0
+    _refusing_since: float = -math.inf
+    _next_notice: float = -math.inf
 
     @classmethod
-    def create(cls, limit: int, window: float, flood_lines: int) -> MessageLimiter:
-        return cls(SlidingWindow(limit, window), flood_lines)
+    def create(cls, limit: int, window: float, flood_factor: int) -> MessageLimiter:
+        """`limit` lines per `window`; a flood is `flood_factor` times `limit` refusals."""
+        return cls(SlidingWindow(limit, window), flood_factor * limit)
 
     def check(self, now: float) -> tuple[Verdict, int]:
-        """Judge one message at `now`: (verdict, whole seconds to wait)."""
+        """Judge one line at `now`: (verdict, whole seconds to wait)."""
         wait = self.window.try_acquire(now)
         if wait == 0.0:
-            if now >= self._quiet_until:
-                self._refused = 0
             return Verdict.SEND, 0
+        if now - self._refusing_since >= self.window.window:
+            self._refused, self._refusing_since = 0, now
         self._refused += 1
         seconds = max(1, math.ceil(wait))
         if self._refused > self.flood_lines:
             return Verdict.DISCONNECT, seconds
-        if now >= self._quiet_until:
-            self._quiet_until = now + wait
+        if now >= self._next_notice:
+            self._next_notice = now + NOTICE_INTERVAL
             return Verdict.REFUSE_WITH_NOTICE, seconds
         return Verdict.REFUSE_SILENTLY, seconds
+
+    def refund(self) -> None:
+        """Give back the charge of the last line sent: its command was refused."""
+        self.window.refund()
+
+
+def wait_phrase(seconds: float) -> str:
+    """'Wait 1 second.', 'Wait 7 seconds.': whole seconds, rounded up, never 0."""
+    whole = max(1, math.ceil(seconds))
+    return f"Wait {whole} second{'s' if whole != 1 else ''}."
 
 
 def ip_key(address: str) -> str:
@@ -139,3 +169,65 @@ class ConnectionCounter:
     def keys(self) -> int:
         """How many distinct IP keys hold connections (leak check for tests)."""
         return len(self._per_key)
+
+
+class GuessLimiter:
+    """Password attempts per (target, IP key) and per target, across connections.
+
+    Counting per connection lets a guesser reconnect and go on at once. Each
+    attempt is charged before the slow check runs (so parallel connections
+    cannot all slip through while bcrypt works) and refunded when it succeeds:
+    in effect, failures are what is counted. Windows that empty are forgotten,
+    so memory follows recent guessing, not every address ever seen.
+    """
+
+    __slots__ = ("_by_source", "_by_target", "_next_sweep", "per_source", "per_target", "window")
+
+    def __init__(self, per_source: int, per_target: int, window: float) -> None:
+        self.per_source = per_source
+        self.per_target = per_target
+        self.window = window
+        self._by_source: dict[tuple[str, str], SlidingWindow] = {}
+        self._by_target: dict[str, SlidingWindow] = {}
+        self._next_sweep = -math.inf
+
+    def try_attempt(self, target: str, source: str, now: float) -> float:
+        """Charge one attempt and return 0.0, or return the seconds to wait (nothing charged)."""
+        self._forget_idle(now)
+        by_source = self._by_source.get((target, source))
+        by_target = self._by_target.get(target)
+        wait = max(
+            by_source.wait_time(now) if by_source else 0.0,
+            by_target.wait_time(now) if by_target else 0.0,
+        )
+        if wait:
+            return wait
+        if by_source is None:
+            by_source = self._by_source[target, source] = SlidingWindow(
+                self.per_source, self.window
+            )
+        if by_target is None:
+            by_target = self._by_target[target] = SlidingWindow(self.per_target, self.window)
+        by_source.try_acquire(now)
+        by_target.try_acquire(now)
+        return 0.0
+
+    def succeeded(self, target: str, source: str) -> None:
+        """The attempt was right: it does not count against anyone."""
+        for window in (self._by_source.get((target, source)), self._by_target.get(target)):
+            if window is not None:
+                window.refund()
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop windows with no attempt left in them, at most once per window."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.window
+        for source in [key for key, w in self._by_source.items() if w.idle(now)]:
+            del self._by_source[source]
+        for target in [key for key, w in self._by_target.items() if w.idle(now)]:
+            del self._by_target[target]
+
+    def __len__(self) -> int:
+        """Windows held (a leak check for tests)."""
+        return len(self._by_source) + len(self._by_target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from functools import singledispatch
 
 from gochat.events import (
@@ -65,15 +66,21 @@ LEVEL_STYLE = {
 }
 
 
-def time_ago(seconds: float) -> str:
-    """'just now', '3m ago', '2h ago', '4d ago'."""
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h ago"
-    return f"{int(seconds // 86400)}d ago"
+_zone: tzinfo | None = None  # None: the system's local time
+
+
+def set_timezone(zone: tzinfo | None) -> None:
+    """The zone chat times are shown in (GOCHAT_TIMEZONE), for the whole process."""
+    global _zone
+    _zone = zone
+
+
+def clock_time(timestamp: float, now: float | None = None) -> str:
+    """'14:03', or '2026-11-30 14:03' for a time on an earlier day than `now`."""
+    when = datetime.fromtimestamp(timestamp, _zone)
+    if now is not None and datetime.fromtimestamp(now, _zone).date() != when.date():
+        return when.strftime("%Y-%m-%d %H:%M")
+    return when.strftime("%H:%M")
 
 
 class Style:
@@ -118,7 +125,7 @@ def _message_lines(event: ChatMessage, s: Style, when: str) -> str:
 
 @_text.register
 def _(event: ChatMessage, s: Style) -> str:
-    return _message_lines(event, s, "just now")
+    return _message_lines(event, s, clock_time(event.timestamp))
 
 
 @_text.register
@@ -159,7 +166,7 @@ def _(event: Replay, s: Style) -> str:
         return ""
     parts = [s(DIM, f"── recent messages in #{event.lobby} ──") + "\n"]
     for entry in event.entries:
-        parts.append(_message_lines(entry, s, time_ago(event.now - entry.timestamp)))
+        parts.append(_message_lines(entry, s, clock_time(entry.timestamp, event.now)))
     parts.append(s(DIM, "── end of history ──") + "\n")
     return "".join(parts)
 
@@ -200,8 +207,12 @@ def _(event: AIAnswer, s: Style) -> str:
     return f"{head}\n{body}"
 
 
-def render(event: Event, colour: bool) -> bytes:
-    """The bytes one recipient in the given mode receives for `event`."""
+def render(event: Event, colour: bool, *, prompt: bool = True) -> bytes:
+    """The bytes one recipient in the given mode receives for `event`.
+
+    In colour, the line is cleared first and the "> " chat prompt redrawn after
+    (unless `prompt` is off: at the name prompt there is no chat prompt yet).
+    """
     if isinstance(event, Raw):
         return encode(event.text)
     if isinstance(event, Farewell):
@@ -210,7 +221,7 @@ def render(event: Event, colour: bool) -> bytes:
     if not text:
         return b""
     if colour:
-        return encode(CLEAR_LINE + text + PROMPT)
+        return encode(CLEAR_LINE + text + (PROMPT if prompt else ""))
     return encode(text)
 
 

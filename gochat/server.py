@@ -23,7 +23,7 @@ from gochat.config import Config
 from gochat.events import Farewell, Raw
 from gochat.journal import Journal, open_journal
 from gochat.metrics import MetricsServer
-from gochat.ratelimit import ConnectionCounter, ip_key
+from gochat.ratelimit import ConnectionCounter, GuessLimiter, ip_key
 from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
 from gochat.session import NAME_PROMPT, Session, drop_closing
@@ -33,6 +33,7 @@ from gochat.wire import encode
 log = logging.getLogger("gochat.server")
 
 BANNER = r"""
+                   _           _
    __ _  ___   ___| |__   __ _| |_
   / _` |/ _ \ / __| '_ \ / _` | __|
  | (_| | (_) | (__| | | | (_| | |_
@@ -44,6 +45,9 @@ SHUTDOWN_NOTICE = "Server is shutting down. Goodbye!"
 TOO_MANY_FROM_IP = "Too many connections from your IP. Try again later."
 SERVER_FULL = "The server is full. Try again later."
 PRUNE_INTERVAL = 60.0
+LOBBY_GUESSES_PER_SOURCE = 5  # wrong lobby passwords per minute from one IP (IPv6: /64)
+LOBBY_GUESSES_PER_LOBBY = 20  # ... and per lobby from everywhere: a botnet gets no more
+LOBBY_GUESS_WINDOW = 60.0
 DRAIN_CHECK = 0.5  # at shutdown, a connection that took no output for this long is dropped
 
 
@@ -69,6 +73,9 @@ class ChatServer:
         self.assistant = Rox(config, self.core, self.spawn)
         self.monotonic = monotonic
         self.counter = ConnectionCounter(config.max_conn_per_ip, config.max_connections)
+        self.lobby_guesses = GuessLimiter(
+            LOBBY_GUESSES_PER_SOURCE, LOBBY_GUESSES_PER_LOBBY, LOBBY_GUESS_WINDOW
+        )
         self.sessions: set[Session] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ports: dict[str, int] = {}

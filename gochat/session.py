@@ -31,7 +31,7 @@ from gochat.commands import REGISTRY, Command
 from gochat.errors import UsageError, UserError
 from gochat.events import Event, Farewell, Level, Notice, Raw
 from gochat.names import user_name_problem
-from gochat.ratelimit import MessageLimiter, SlidingWindow, Verdict
+from gochat.ratelimit import MessageLimiter, Verdict, wait_phrase
 from gochat.render import PROMPT, render
 from gochat.wire import LineReader, LineTooLong, decode_line, encode, sniff_foreign
 
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gochat.session")
 
-PASSWORD_ATTEMPTS = 5  # wrong lobby passwords per minute before a pause
-PASSWORD_WINDOW = 60.0
 CLOSE_LINGER = 5.0  # seconds a closing connection may take to flush its last lines
 FIN_GRACE = 1.0  # seconds a client may take to close after our FIN before it is reset
 # TCP states in which the peer has acknowledged our FIN, hence every byte before it.
@@ -88,7 +86,6 @@ class Session(asyncio.Protocol):
         "listener",
         "lookups",
         "outbox",
-        "password_attempts",
         "pending",
         "reader",
         "server",
@@ -123,12 +120,11 @@ class Session(asyncio.Protocol):
         self.pending: deque[Item] | None = None
         self.outbox: list[bytes] = []
         self.lookups: MessageLimiter | None = None  # made on the first /users, /lobbies...
-        self.password_attempts = SlidingWindow(PASSWORD_ATTEMPTS, PASSWORD_WINDOW)
         self.client = Client(
             "",
             self._write_nothing,
             limiter=MessageLimiter.create(
-                config.rate_messages, config.rate_window, config.flood_lines
+                config.rate_messages, config.rate_window, config.flood_factor
             ),
             colour=config.color_default,
         )
@@ -179,7 +175,8 @@ class Session(asyncio.Protocol):
             context,
             handshake,
             server_side=True,
-            ssl_handshake_timeout=self.server.config.tls_handshake_timeout,
+            # typeshed says int; asyncio takes any number of seconds
+            ssl_handshake_timeout=self.server.config.tls_handshake_timeout,  # type: ignore[arg-type]
         )
         self.handshaking = True
         raw.set_protocol(layer)
@@ -334,7 +331,7 @@ class Session(asyncio.Protocol):
                 self._choose_name(text)
             else:
                 self._dispatch(text)
-            if self.task is not None and self.state is not State.CLOSED:
+            if self.task is not None and self.active:  # (the line may have closed us)
                 self._hold(queue)
                 return
 
@@ -351,7 +348,7 @@ class Session(asyncio.Protocol):
         pending, self.pending = self.pending, None
         if pending:
             self._process(pending)
-        if self.pending is None and self.task is None and self.state is not State.CLOSED:
+        if self.pending is None and self.task is None and self.active:
             if self.eof:
                 self._close("client closed the connection")
             elif self.transport is not None:
@@ -393,11 +390,14 @@ class Session(asyncio.Protocol):
             if command.min_args and len(rest.split(maxsplit=command.min_args)) < command.min_args:
                 self._send(Notice(f"Usage: {command.usage}", Level.WARN))
                 return
-            if command.rate_limited and not self._within_rate():
-                return
+            charged = None
+            if command.rate_limited:
+                if not self._within_rate():
+                    return
+                charged = self.client.limiter
             if command.lookup and not self._within_lookups():
                 return
-            self._run(command, rest)
+            self._run(command, rest, charged)
             return
         if text.startswith("//"):
             text = text[1:]
@@ -406,6 +406,7 @@ class Session(asyncio.Protocol):
         try:
             self.core.say(self.client, text)
         except UserError as exc:
+            self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
             self._send(Notice(str(exc), Level.ERROR))
 
     def _within_lookups(self) -> bool:
@@ -414,7 +415,9 @@ class Session(asyncio.Protocol):
         if self.lookups is None:
             config = self.server.config
             per_window = LOOKUPS_PER_MESSAGE * config.rate_messages
-            self.lookups = MessageLimiter.create(per_window, config.rate_window, config.flood_lines)
+            self.lookups = MessageLimiter.create(
+                per_window, config.rate_window, config.flood_factor
+            )
         return self._within_rate(self.lookups)
 
     def _within_rate(self, limiter: MessageLimiter | None = None) -> bool:
@@ -424,31 +427,36 @@ class Session(asyncio.Protocol):
             return True
         self.core.counters.rate_limited += 1
         if verdict is Verdict.REFUSE_WITH_NOTICE:
-            self._send(Notice(f"Rate limited! Wait {wait} seconds.", Level.WARN))
+            self._send(Notice(f"Rate limited! {wait_phrase(wait)}", Level.WARN))
         elif verdict is Verdict.DISCONNECT:
             log.warning("flood: disconnecting %s", self._who())
             self.core.counters.flood_disconnects += 1
             self.quit("flooding", "Disconnected for flooding. Slow down next time.")
         return False
 
-    def _run(self, command: Command, args: str) -> None:
+    def _run(self, command: Command, args: str, charged: MessageLimiter | None) -> None:
+        """Run `command`; a refused one gives back what it was `charged` from the budget."""
         try:
             result = command.handler(self, args)
         except Exception as exc:
-            self._report(command, exc)
+            self._report(command, exc, charged)
             return
         if result is not None:
             coroutine: Coroutine[Any, Any, None] = result  # type: ignore[assignment]
             self.task = self.server.spawn(coroutine)
-            self.task.add_done_callback(functools.partial(self._command_done, command))
+            self.task.add_done_callback(functools.partial(self._command_done, command, charged))
 
-    def _command_done(self, command: Command, task: asyncio.Task[None]) -> None:
+    def _command_done(
+        self, command: Command, charged: MessageLimiter | None, task: asyncio.Task[None]
+    ) -> None:
         self.task = None
         if not task.cancelled() and task.exception() is not None:
-            self._report(command, task.exception())  # type: ignore[arg-type]
+            self._report(command, task.exception(), charged)  # type: ignore[arg-type]
         self._resume()
 
-    def _report(self, command: Command, exc: BaseException) -> None:
+    def _report(self, command: Command, exc: BaseException, charged: MessageLimiter | None) -> None:
+        if charged is not None and isinstance(exc, UserError):
+            charged.refund()  # refused: it reached nobody, so it costs nothing
         if isinstance(exc, UsageError):
             detail = f" ({exc.detail})" if exc.detail else ""
             self._send(Notice(f"Usage: {command.usage}{detail}", Level.WARN))
@@ -461,7 +469,8 @@ class Session(asyncio.Protocol):
     # -- helpers --------------------------------------------------------------
 
     def _send(self, event: Event) -> None:
-        self.client.write(render(event, self.client.colour))
+        # No "> " chat prompt before the user is chatting: the name prompt follows.
+        self.client.write(render(event, self.client.colour, prompt=self.state is State.CHAT))
 
     def _prompt_name(self) -> None:
         self._send(Raw(NAME_PROMPT))

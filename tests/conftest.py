@@ -46,6 +46,7 @@ def test_config(**overrides: Any) -> Config:
         "bcrypt_rounds": 4,
         "shutdown_grace": 2.0,
         "db": "none",
+        "timezone": "UTC",
     }
     base.update(overrides)
     return dataclasses.replace(Config(), **base)
@@ -210,7 +211,8 @@ def daemon_env(**settings: str) -> dict[str, str]:
         GOCHAT_COLOR="never",
         GOCHAT_BCRYPT_ROUNDS="4",
         GOCHAT_LOG_LEVEL="INFO",
-        GOCHAT_EVENT_LOOP="asyncio",  # what `pip install .` runs; uvloop where a test asks
+        GOCHAT_EVENT_LOOP="asyncio",
+        GOCHAT_TIMEZONE="UTC",  # what `pip install .` runs; uvloop where a test asks
     )
     env.update(settings)
     return env

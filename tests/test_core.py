@@ -74,7 +74,7 @@ def test_message_reaches_lobby_only(core):
         inbox.clear()
     core.say(alice, "hi there")
     assert "╰─> hi there" in alice_in.text
-    assert "alice [just now]\r\n  ╰─> hi there" in bob_in.text
+    assert "alice [22:13]\r\n  ╰─> hi there" in bob_in.text  # the FakeClock, in UTC
     assert "hi there" not in carol_in.text
 
 
@@ -94,16 +94,16 @@ def test_render_once_per_mode_shared_by_recipients(core):
     assert b"\x1b[" in colour[0] and b"\x1b" not in plain[0]
 
 
-def test_history_replay_with_relative_times(core, clock):
-    """Joining replays the lobby's recent lines with '3m ago' style times."""
+def test_history_replay_with_times_of_day(core, clock):
+    """Joining replays the lobby's recent lines with the time each was said."""
     alice, _ = join(core, "alice")
     core.say(alice, "old news")
     clock.advance(180)
     core.say(alice, "fresh news")
     _, bob_in = join(core, "bob")
     text = bob_in.text
-    assert "[3m ago]\r\n  ╰─> old news" in text
-    assert "[just now]\r\n  ╰─> fresh news" in text
+    assert "[22:13]\r\n  ╰─> old news" in text
+    assert "[22:16]\r\n  ╰─> fresh news" in text
     assert text.index("old news") < text.index("fresh news")
 
 
@@ -170,13 +170,87 @@ def test_unknown_user(core):
         core.tag(alice, "ghost", "hi")
 
 
-def test_tag_highlights_and_notifies(core):
-    """/tag is a lobby line with @user highlighted plus a private heads-up."""
+def test_tag_highlights_once_for_a_target_in_the_lobby(core):
+    """A target in the lobby sees the highlighted line, and no duplicate bell line."""
     alice, _ = join(core, "alice", colour=True)
     _, bob_in = join(core, "bob")
     core.tag(alice, "bob", "look at this")
     assert "╰─> @bob look at this" in bob_in.text
+    assert "tagged you" not in bob_in.text
+
+
+def test_tag_heads_up_for_a_target_elsewhere(core):
+    """A target in another lobby gets the private heads-up; the line goes to the lobby."""
+    alice, alice_in = join(core, "alice")
+    bob, bob_in = join(core, "bob")
+    core.create_lobby(bob, "side", "elsewhere", None)
+    bob_in.clear()
+    core.tag(alice, "bob", "look at this")
+    assert "╰─> @bob look at this" in alice_in.text
     assert "alice tagged you in #general: look at this" in bob_in.text
+    assert "╰─>" not in bob_in.text
+
+
+def test_tag_yourself_is_refused(core):
+    """/tag with your own name pings nobody: it is refused and nothing is posted."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    bob_in.clear()
+    with pytest.raises(UserError, match="can't tag yourself"):
+        core.tag(alice, "ALICE", "me me me")
+    assert bob_in.text == ""
+
+
+def test_tag_length_counts_the_text_not_the_prefix(clock):
+    """A tag of exactly GOCHAT_MAX_MESSAGE characters is accepted; one more is refused."""
+    core = ChatCore(test_config(max_message=10), clock)
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    core.tag(alice, "bob", "x" * 10)
+    assert "@bob " + "x" * 10 in bob_in.text
+    with pytest.raises(UserError, match="11 characters; the limit is 10"):
+        core.tag(alice, "bob", "x" * 11)
+
+
+def test_duplicate_lobby_named_as_it_exists(core):
+    """/create Dev when #dev exists names #dev, the lobby's own spelling."""
+    alice, _ = join(core, "alice")
+    core.create_lobby(alice, "dev", "d", None)
+    with pytest.raises(UserError, match=r"Lobby #dev already exists\. Use /join dev\."):
+        core.create_lobby(alice, "Dev", "x", None)
+
+
+def test_create_says_public_or_private(core):
+    """The creator is told which kind of lobby they made."""
+    alice, alice_in = join(core, "alice")
+    core.create_lobby(alice, "open", "d", None)
+    assert "Lobby #open created (public)." in alice_in.text
+    core.create_lobby(alice, "shut", "d", b"$2b$04$hash")
+    assert "Lobby #shut created (private: /join shut <password>)." in alice_in.text
+
+
+def test_replay_shows_the_date_of_an_earlier_day(clock):
+    """Lines from before today carry their date; today's only the time."""
+    core = ChatCore(test_config(replay_minutes=3000), clock)
+    carol, _ = join(core, "carol")
+    core.say(carol, "old")
+    clock.advance(86400)
+    core.say(carol, "new")
+    _, dave_in = join(core, "dave")
+    assert "carol [2023-11-14 22:13]\r\n  ╰─> old" in dave_in.text
+    assert "carol [22:13]\r\n  ╰─> new" in dave_in.text
+
+
+def test_times_shown_in_the_configured_timezone(clock):
+    """GOCHAT_TIMEZONE=Asia/Kolkata (UTC+5:30) shows 22:13 UTC as 03:43."""
+    core = ChatCore(test_config(timezone="Asia/Kolkata"), clock)
+    try:
+        alice, _ = join(core, "alice")
+        _, bob_in = join(core, "bob")
+        core.say(alice, "namaste")
+        assert "alice [03:43]\r\n  ╰─> namaste" in bob_in.text
+    finally:
+        ChatCore(test_config(), clock)  # the zone is process-wide: back to UTC
 
 
 def test_message_length_limit(clock):

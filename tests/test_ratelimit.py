@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gochat.ratelimit import ConnectionCounter, MessageLimiter, SlidingWindow, Verdict, ip_key
+from gochat.ratelimit import (
+    ConnectionCounter,
+    GuessLimiter,
+    MessageLimiter,
+    SlidingWindow,
+    Verdict,
+    ip_key,
+    wait_phrase,
+)
 
 
 def test_five_per_ten_seconds():
@@ -23,19 +31,57 @@ def test_zero_disables_the_limit():
     assert all(window.try_acquire(0.0) == 0.0 for _ in range(10_000))
 
 
-def test_one_notice_per_window_then_flood_disconnect():
-    """A refused sender is told once per window and dropped past the flood threshold."""
-    limiter = MessageLimiter.create(5, 10.0, flood_lines=3)
-    verdicts = [limiter.check(0.0)[0] for _ in range(9)]
+def test_refusals_answered_once_a_second_then_flood_disconnect():
+    """Refused lines get the wait at most once a second; past factor x limit: disconnect."""
+    limiter = MessageLimiter.create(5, 10.0, flood_factor=2)
+    verdicts = [limiter.check(0.0)[0] for _ in range(15)]
     assert verdicts[:5] == [Verdict.SEND] * 5
     assert verdicts[5] is Verdict.REFUSE_WITH_NOTICE
-    assert verdicts[6:8] == [Verdict.REFUSE_SILENTLY] * 2
-    assert verdicts[8] is Verdict.DISCONNECT
+    assert verdicts[6:15] == [Verdict.REFUSE_SILENTLY] * 9  # 10 refused: a paste, not a flood
+    assert limiter.check(0.5)[0] is Verdict.DISCONNECT  # the 11th refusal in the window
+
+
+def test_refused_lines_are_answered_again_after_a_second():
+    """While limited, a user typing slowly gets the wait as the answer to each line."""
+    limiter = MessageLimiter.create(1, 10.0, flood_factor=20)
+    assert limiter.check(0.0) == (Verdict.SEND, 0)
+    assert limiter.check(1.0) == (Verdict.REFUSE_WITH_NOTICE, 9)
+    assert limiter.check(1.5) == (Verdict.REFUSE_SILENTLY, 9)
+    assert limiter.check(2.0) == (Verdict.REFUSE_WITH_NOTICE, 8)
+    assert limiter.check(9.5) == (Verdict.REFUSE_WITH_NOTICE, 1)
+
+
+def test_flood_count_starts_again_each_window():
+    """Refusals spread over many windows never add up to a flood."""
+    limiter = MessageLimiter.create(1, 10.0, flood_factor=2)
+    for start in range(0, 200, 10):
+        assert limiter.check(float(start))[0] is Verdict.SEND
+        verdicts = {limiter.check(float(start + i))[0] for i in range(1, 3)}
+        assert Verdict.DISCONNECT not in verdicts
+
+
+def test_refund_gives_the_charge_back():
+    """A refused command's charge is returned: the budget is as if it never ran."""
+    limiter = MessageLimiter.create(2, 10.0, flood_factor=20)
+    for _ in range(10):
+        assert limiter.check(0.0)[0] is Verdict.SEND
+        limiter.refund()
+    assert limiter.check(0.0)[0] is Verdict.SEND
+    assert limiter.check(0.0)[0] is Verdict.SEND
+    assert limiter.check(0.0)[0] is Verdict.REFUSE_WITH_NOTICE
+
+
+def test_wait_phrase_says_second_or_seconds():
+    """'Wait 1 second.', never 'Wait 1 seconds.'; never 'Wait 0'."""
+    assert wait_phrase(0.2) == "Wait 1 second."
+    assert wait_phrase(1.0) == "Wait 1 second."
+    assert wait_phrase(1.01) == "Wait 2 seconds."
+    assert wait_phrase(9.4) == "Wait 10 seconds."
 
 
 def test_limit_resets_after_the_window():
     """After the window passes, messages flow again and the notice can repeat."""
-    limiter = MessageLimiter.create(2, 10.0, flood_lines=30)
+    limiter = MessageLimiter.create(2, 10.0, flood_factor=15)
     assert limiter.check(0.0)[0] is Verdict.SEND
     assert limiter.check(0.0)[0] is Verdict.SEND
     verdict, wait = limiter.check(1.0)
@@ -43,6 +89,32 @@ def test_limit_resets_after_the_window():
     assert limiter.check(10.0)[0] is Verdict.SEND
     assert limiter.check(10.0)[0] is Verdict.SEND
     assert limiter.check(10.5)[0] is Verdict.REFUSE_WITH_NOTICE
+
+
+def test_guesses_limited_per_source_and_per_target_across_connections():
+    """5 failures per (lobby, IP) and 20 per lobby a window; a right guess costs nothing."""
+    guesses = GuessLimiter(per_source=5, per_target=20, window=60.0)
+    for _ in range(5):
+        assert guesses.try_attempt("vault", "10.0.0.1", 0.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.1", 1.0) == 59.0
+    assert guesses.try_attempt("den", "10.0.0.1", 1.0) == 0.0  # another lobby: its own count
+    for source in range(2, 5):  # three more addresses, five failures each: 20 in all
+        for _ in range(5):
+            assert guesses.try_attempt("vault", f"10.0.0.{source}", 2.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.9", 3.0) == 57.0  # the lobby's own cap
+    assert guesses.try_attempt("vault", "10.0.0.9", 60.0) == 0.0
+    guesses.succeeded("vault", "10.0.0.9")
+    assert guesses.try_attempt("vault", "10.0.0.9", 60.0) == 0.0
+
+
+def test_guess_windows_are_forgotten():
+    """Windows with no recent attempt are dropped: a spray leaves nothing behind."""
+    guesses = GuessLimiter(per_source=5, per_target=1000, window=60.0)
+    for i in range(500):
+        guesses.try_attempt(f"lobby{i % 7}", f"10.0.{i // 250}.{i % 250}", 0.0)
+    assert len(guesses) == 507
+    guesses.try_attempt("vault", "10.9.9.9", 61.0)
+    assert len(guesses) == 2
 
 
 @settings(max_examples=200, deadline=None)

@@ -61,7 +61,7 @@ async def test_taken_name_case_insensitive(connect):
 
 
 async def test_history_replay_on_login(make_server):
-    """A user arriving later sees the lobby's recent lines with relative times."""
+    """A user arriving later sees the lobby's recent lines with their times."""
     clock = FakeClock()
     server = await make_server(clock=clock)
     alice = await ChatClient.connect(server.ports["plain"])
@@ -74,7 +74,7 @@ async def test_history_replay_on_login(make_server):
     await bob.send("bob")
     text = await bob.expect("end of history")
     assert "recent messages in #general" in text
-    assert "alice [2m ago]\r\n  ╰─> first post" in text
+    assert "alice [22:13]\r\n  ╰─> first post" in text
     await alice.close()
     await bob.close()
 
@@ -84,7 +84,7 @@ async def test_private_lobby_wrong_and_right_password(connect):
     alice = await connect("alice")
     bob = await connect("bob")
     await alice.send("/create vault s3cret The vault")
-    await alice.expect("Lobby #vault created.")
+    await alice.expect("Lobby #vault created (private")
     await bob.send("/lobbies")
     listing = await bob.expect("The vault")
     assert "#vault" in listing and "private" in listing
@@ -103,7 +103,7 @@ async def test_no_pass_is_public(connect):
     alice = await connect("alice")
     bob = await connect("bob")
     await alice.send("/create games no-pass Board games night")
-    await alice.expect("Lobby #games created.")
+    await alice.expect("Lobby #games created (public).")
     await bob.send("/join games")
     await bob.expect("You are now in #games: Board games night")
 
@@ -143,8 +143,8 @@ async def test_rate_limit_notice_and_reset(make_server):
 
 
 async def test_flooder_is_disconnected(make_server):
-    """A client that keeps sending past the limit is told once, then disconnected."""
-    server = await make_server(rate_messages=2, flood_lines=5)
+    """A client that keeps sending far past the limit is told once, then disconnected."""
+    server = await make_server(rate_messages=2, flood_factor=3)
     flooder = await (await ChatClient.connect(server.ports["plain"])).login("flood")
     flooder.writer.write(b"".join(b"spam %d\r\n" % i for i in range(50)))
     text = await flooder.read_until_closed()
@@ -193,7 +193,7 @@ async def test_escape_sequences_never_reach_other_users(connect):
     payload = "a\x1b]52;c;ZXZpbA==\x07b\x1b[2Jc\x9b31md\u202ee".encode()
     await alice.send(payload)
     text = await bob.expect("╰─> abcde")
-    tail = text.split("alice [just now]")[-1]
+    tail = text.split("alice [")[-1]
     for bad in ("\x1b", "\x9b", "\u202e", "52;c", "[2J"):
         assert bad not in tail
 
@@ -302,7 +302,8 @@ async def test_dm_tag_and_user_not_found(connect):
     await alice.expect("alice → bob: secret plans")
     await alice.send("/tag bob look")
     await bob.expect("╰─> @bob look")
-    await bob.expect("alice tagged you in #general: look")
+    await bob.send("/join #general")  # a round trip: the tag had no second, bell line
+    assert "tagged you" not in await bob.expect("You are already in #general.")
     await alice.send("/msg nobody hi")
     await alice.expect("User not found.")
 
@@ -453,3 +454,193 @@ async def test_lookups_are_free_of_the_message_limit_but_bounded(make_server):
     await alice.send("/lobbies")
     await alice.expect("#general")
     await alice.close()
+
+
+# -- what a new user tripped on in their first hour (issue 10) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reply", "access", "description"),
+    [
+        ("/create music", "Lobby #music created (public).", "public", "No description"),
+        ("/create music Jazz", "Lobby #music created (public).", "public", "Jazz"),
+        ("/create music no-pass", "Lobby #music created (public).", "public", "No description"),
+        ("/create music - smooth jazz", "Lobby #music created (public).", "public", "smooth jazz"),
+        ("/create #music no-pass a b", "Lobby #music created (public).", "public", "a b"),
+        (
+            "/create music relaxing tunes here",
+            "Lobby #music created (private: /join music <password>).",
+            "private",
+            "tunes here",
+        ),
+    ],
+)
+async def test_create_forms(connect, line, reply, access, description):
+    """Two words are name + description (public); three or more are name, password,
+    description (private); `-` or `no-pass` means public; the reply says which."""
+    alice = await connect("alice")
+    bob = await connect("bob")
+    await alice.send(line)
+    await alice.expect(reply)
+    await bob.send("/lobbies")
+    listing = await bob.expect(description)
+    row = listing.splitlines()[-1]
+    assert "#music" in row and access in row
+    await bob.send("/join music")
+    if access == "public":
+        await bob.expect(f"You are now in #music: {description}")
+    else:
+        await bob.expect("#music is private: /join music <password>")
+        await bob.send("/join music relaxing")
+        await bob.expect("You are now in #music")
+
+
+async def test_help_shows_the_create_forms(connect):
+    """/help spells out which /create form makes a public and which a private lobby."""
+    alice = await connect("alice")
+    await alice.send("/help")
+    text = await alice.expect("Any other line")
+    assert "/create NAME WORD" in text and "private lobby" in text
+
+
+async def test_lobby_names_accept_a_leading_hash(connect):
+    """/join #dev finds dev; /join # alone is a usage error, not 'Lobby ## not found'."""
+    alice = await connect("alice")
+    bob = await connect("bob")
+    await alice.send("/create #dev")
+    await alice.expect("Lobby #dev created (public).")
+    await bob.send("/join #DEV")
+    await bob.expect("You are now in #dev")
+    await bob.send("/join #")
+    reply = await bob.expect("Usage: /join")
+    assert "##" not in reply
+
+
+async def test_wrong_passwords_limited_across_connections(make_server):
+    """Five wrong guesses from one IP, then a fresh connection is told to wait too."""
+    server = await make_server()
+    port = server.ports["plain"]
+    owner = await (await ChatClient.connect(port)).login("owner")
+    await owner.send("/create vault s3cret The vault")
+    await owner.expect("Lobby #vault created (private")
+    for attempt in range(5):
+        guesser = await (await ChatClient.connect(port)).login(f"guesser{attempt}")
+        await guesser.send("/join vault nope")
+        await guesser.expect("Wrong password for #vault.")
+        await guesser.close()
+    fresh = await (await ChatClient.connect(port)).login("fresh")
+    await fresh.send("/join vault s3cret")
+    await fresh.expect("Too many wrong passwords for #vault. Wait 60 seconds.")
+    await fresh.close()
+    await owner.close()
+
+
+async def test_wrong_passwords_limited_per_lobby_from_everywhere(make_server):
+    """Twenty failures a minute per lobby, whatever the address (here: a fake clock)."""
+    server = await make_server(monotonic=FakeClock(100.0))
+    guesses = server.lobby_guesses
+    for source in range(4):
+        for _ in range(5):
+            assert guesses.try_attempt("vault", f"198.51.100.{source}", 100.0) == 0.0
+    owner = await (await ChatClient.connect(server.ports["plain"])).login("owner")
+    await owner.send("/create vault s3cret The vault")
+    await owner.expect("Lobby #vault created (private")
+    bob = await (await ChatClient.connect(server.ports["plain"])).login("bob")
+    await bob.send("/join vault s3cret")
+    await bob.expect("Too many wrong passwords for #vault. Wait 60 seconds.")
+    await bob.close()
+    await owner.close()
+
+
+async def test_refused_commands_cost_nothing(make_server):
+    """Mistakes spend no budget: after them, all five messages still go out."""
+    monotonic = FakeClock(1000.0)
+    server = await make_server(monotonic=monotonic, max_message=20)
+    alice = await (await ChatClient.connect(server.ports["plain"])).login("alice")
+    bob = await (await ChatClient.connect(server.ports["plain"])).login("bob")
+    await alice.send("/create vault s3cret The vault")
+    await alice.expect("Lobby #vault created (private")
+    await alice.send("/join general")
+    await alice.expect("You are now in #general")
+    monotonic.advance(10)  # a fresh budget of 5
+    mistakes = [
+        ("/join nowhere", "Lobby #nowhere not found."),
+        ("/join vault wrong", "Wrong password for #vault."),
+        ("/msg nobody hi", "User not found."),
+        ("/create vault dup", "Lobby #vault already exists."),
+        ("x" * 21, "Message too long"),
+        ("/tag alice me", "can't tag yourself"),
+        ("/join general", "You are already in #general."),
+    ]
+    for line, reply in mistakes:
+        await alice.send(line)
+        await alice.expect(reply)
+    for i in range(5):
+        await alice.send(f"m{i}")
+        await bob.expect(f"╰─> m{i}")
+    await alice.send("m5")
+    await alice.expect("Rate limited! Wait 10 seconds.")
+    await alice.close()
+    await bob.close()
+
+
+async def test_refused_lines_answered_at_most_once_a_second(make_server):
+    """While limited every refused line gets the wait, but not more than once a second."""
+    monotonic = FakeClock(1000.0)
+    server = await make_server(monotonic=monotonic, rate_messages=1)
+    alice = await (await ChatClient.connect(server.ports["plain"])).login("alice")
+    await alice.send("m0")
+    await alice.expect("╰─> m0")
+    await alice.send("m1")
+    await alice.expect("Rate limited! Wait 10 seconds.")
+    await alice.send("m2")  # within the same second: no second answer
+    await alice.send("/users")  # a round trip proves m2 was handled
+    text = await alice.expect("alice (you)")
+    assert "Rate limited" not in text
+    monotonic.advance(1)
+    await alice.send("m3")
+    await alice.expect("Rate limited! Wait 9 seconds.")
+    monotonic.advance(8.5)
+    await alice.send("m4")
+    await alice.expect("Rate limited! Wait 1 second.")
+    await alice.close()
+
+
+async def test_a_paste_is_not_a_flood(make_server):
+    """40 pasted lines: 5 go out, the rest are refused with one notice; nobody is dropped."""
+    server = await make_server()
+    alice = await (await ChatClient.connect(server.ports["plain"])).login("alice")
+    bob = await (await ChatClient.connect(server.ports["plain"])).login("bob")
+    alice.writer.write(b"".join(b"pasted %02d\r\n" % i for i in range(40)))
+    await alice.send("/users")
+    text = await alice.expect("alice (you)")
+    assert text.count("Rate limited!") == 1
+    assert "flooding" not in text
+    await bob.expect("╰─> pasted 04")
+    await bob.send("/users")
+    seen = await bob.expect("bob (you)")
+    assert "pasted 05" not in seen and "left the chat" not in seen
+    assert server.stats()["clients"] == 2
+    await alice.close()
+    await bob.close()
+
+
+async def test_colour_name_prompt_has_no_stray_chat_prompt(make_server):
+    """A refused name in colour mode: the reason, then the name prompt, no '> ' between."""
+    server = await make_server(color="always")
+    client = await ChatClient.connect(server.ports["plain"])
+    await client.expect("Enter your username: ")
+    await client.send("x")
+    text = await client.expect("Enter your username: ")
+    assert "> " not in text.replace("\x1b[0m", "")
+    await client.close()
+
+
+async def test_banner_logo_is_whole(connect):
+    """The logo starts with its top row: the tops of the h and the t."""
+    client = await connect()
+    text = await client.expect("Enter your username: ")
+    rows = text.split("\r\n")
+    top = next(i for i, row in enumerate(rows) if row.strip())
+    assert rows[top] == "                   _           _"
+    assert rows[top + 1].startswith("   __ _  ___   ___| |__")

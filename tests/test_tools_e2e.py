@@ -152,6 +152,9 @@ class Tool:
     def expect(self, needle: str, timeout: float = TIMEOUT) -> str:
         return self.out.expect(needle, timeout)
 
+    def expect_re(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        return self.out.expect_re(pattern, timeout)
+
     def type(self, text: str) -> None:
         """What a user types at the keyboard; a newline is Enter."""
         assert self.proc.stdin is not None
@@ -194,6 +197,9 @@ class SocketClient:
 
     def expect(self, needle: str, timeout: float = TIMEOUT) -> str:
         return self.out.expect(needle, timeout)
+
+    def expect_re(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        return self.out.expect_re(pattern, timeout)
 
     def send(self, line: str | bytes, end: bytes = b"\r\n") -> None:
         data = line.encode() if isinstance(line, str) else line
@@ -310,8 +316,8 @@ def client(cleanup: list[Tool | SocketClient], port: int, name: str) -> SocketCl
 
 
 def chat_line(name: str, text: str) -> str:
-    """How a fresh message from `name` looks to a plain-mode CR LF reader."""
-    return f"{name} [just now]\r\n  ╰─> {text}\r\n"
+    """A pattern for a fresh message from `name` as a plain-mode CR LF reader sees it."""
+    return rf"{re.escape(name)} \[\d\d:\d\d\]\r\n  ╰─> {re.escape(text)}\r\n"
 
 
 # -- the tools ----------------------------------------------------------------------
@@ -327,10 +333,10 @@ def test_nc_user_chats_and_quits(daemon: Daemon, cleanup: list) -> None:
     peer.expect("ncuser joined the chat")
 
     nc.type("hello from nc\n")
-    peer.expect(chat_line("ncuser", "hello from nc"))
-    nc.expect(chat_line("ncuser", "hello from nc"))  # nc passes CR LF through untouched
+    peer.expect_re(chat_line("ncuser", "hello from nc"))
+    nc.expect_re(chat_line("ncuser", "hello from nc"))  # nc passes CR LF through untouched
     peer.send("hello nc user")
-    nc.expect(chat_line("ncpeer", "hello nc user"))
+    nc.expect_re(chat_line("ncpeer", "hello nc user"))
 
     nc.type("/quit\n")
     nc.expect(QUIT_NOTICE)
@@ -351,12 +357,12 @@ def test_telnet_user_chats_without_negotiation(daemon: Daemon, cleanup: list) ->
     peer.expect("teluser joined the chat")
 
     telnet.type("hello from telnet\n")
-    peer.expect(chat_line("teluser", "hello from telnet"))
+    peer.expect_re(chat_line("teluser", "hello from telnet"))
     telnet.type("left of cr\rright of cr\n")  # a lone CR goes out as CR NUL
-    peer.expect(chat_line("teluser", "left of cr"))
-    peer.expect(chat_line("teluser", "right of cr"))
+    peer.expect_re(chat_line("teluser", "left of cr"))
+    peer.expect_re(chat_line("teluser", "right of cr"))
     peer.send("hello telnet user")
-    telnet.expect("telpeer [just now]")  # telnet prints CR LF as LF
+    telnet.expect_re(r"telpeer \[\d\d:\d\d\]")  # telnet prints CR LF as LF
     telnet.expect("╰─> hello telnet user")
 
     telnet.type("/quit\n")
@@ -379,9 +385,9 @@ def test_socat_user_chats_and_quits(daemon: Daemon, cleanup: list) -> None:
     peer.expect("socatuser joined the chat")
 
     socat.type("hello from socat\n")
-    peer.expect(chat_line("socatuser", "hello from socat"))
+    peer.expect_re(chat_line("socatuser", "hello from socat"))
     peer.send("hello socat user")
-    socat.expect(chat_line("socatpeer", "hello socat user"))
+    socat.expect_re(chat_line("socatpeer", "hello socat user"))
 
     socat.type("/quit\n")
     socat.expect(QUIT_NOTICE)
@@ -400,9 +406,9 @@ def test_openssl_s_client_chats_over_tls(daemon: Daemon, cleanup: list) -> None:
 
     # Without -quiet, s_client would eat a line starting with Q or R as a command.
     s_client.type("Quick question over TLS\n")
-    peer.expect(chat_line("tlsuser", "Quick question over TLS"))
+    peer.expect_re(chat_line("tlsuser", "Quick question over TLS"))
     peer.send("Reply in plain text")
-    s_client.expect(chat_line("tlspeer", "Reply in plain text"))
+    s_client.expect_re(chat_line("tlspeer", "Reply in plain text"))
 
     s_client.type("/quit\n")
     s_client.expect(QUIT_NOTICE)

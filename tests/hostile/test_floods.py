@@ -34,7 +34,8 @@ from .support import (
 )
 
 RATE = 50  # messages per 10 s: room for the honest users' steady talk (4 a second)
-FLOOD_LINES = 30
+FLOOD_FACTOR = 1  # refused lines in a window before the cut: RATE of them
+FLOOD_LINES = FLOOD_FACTOR * RATE
 
 
 async def _flood(client: ChatClient, payload: bytes, limit: float = 15.0) -> str:
@@ -65,7 +66,7 @@ async def _flood(client: ChatClient, payload: bytes, limit: float = 15.0) -> str
 
 async def test_message_flood_is_cut_off(make_server):
     """Chat lines at full speed: RATE get through, one notice, then a flood disconnect."""
-    server = await make_server(rate_messages=RATE, flood_lines=FLOOD_LINES)
+    server = await make_server(rate_messages=RATE, flood_factor=FLOOD_FACTOR)
     counters = server.core.counters
     async with HonestChat(server, period=0.25, keep_text=True) as honest:
         before = snapshot(server)
@@ -75,7 +76,7 @@ async def test_message_flood_is_cut_off(make_server):
         cpu0, wall0 = time.process_time(), time.monotonic()
         text = await _flood(flooder, b"".join(b"spam %05d\r\n" % i for i in range(2000)))
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-        assert text.count("Rate limited!") == 1
+        assert 1 <= text.count("Rate limited!") <= 1 + wall  # at most one a second
         assert "Disconnected for flooding" in text
         await honest.finish()
         await attackers_gone(server, before)
@@ -102,7 +103,7 @@ COMMAND_FLOODS = {
 @pytest.mark.parametrize("kind", list(COMMAND_FLOODS))
 async def test_command_flood_is_cut_off(make_server, kind: str):
     """Commands that fan out, make state or list everyone cannot be spammed either."""
-    server = await make_server(rate_messages=RATE, flood_lines=FLOOD_LINES)
+    server = await make_server(rate_messages=RATE, flood_factor=FLOOD_FACTOR)
     if kind == "join":
         server.core.lobbies.add("den", creator="h0", description="", password_hash=None, now=0.0)
     async with HonestChat(server, period=0.25, keep_text=True) as honest:
@@ -111,9 +112,11 @@ async def test_command_flood_is_cut_off(make_server, kind: str):
         flooder = await ChatClient.connect(server.ports["plain"], local=address(41, 0))
         await flooder.login("flooder")
         payload = COMMAND_FLOODS[kind] or b"".join(b"/create x%05d\r\n" % i for i in range(3000))
+        wall0 = time.monotonic()
         text = await _flood(flooder, payload)
+        wall = time.monotonic() - wall0
         assert "Disconnected for flooding" in text
-        assert text.count("Rate limited!") == 1
+        assert 1 <= text.count("Rate limited!") <= 1 + wall  # at most one a second
         await honest.finish()
         await attackers_gone(server, before)
         honest.check()
