@@ -266,8 +266,8 @@ def _ai(ctx: Context, args: str) -> None:
     rate_limited=True,
 )
 def _setai(ctx: Context, args: str) -> None:
-    ctx.server.assistant.set_persona(ctx.client, args)
-    if ctx.client.lobby is not None:
+    changed = ctx.server.assistant.set_persona(ctx.client, args)
+    if changed and ctx.client.lobby is not None:
         ctx.core.lobby_changed(ctx.client.lobby)  # the persona outlives a restart
 
 

@@ -195,8 +195,14 @@ class Rox:
             len(self._tasks),
         )
 
-    def set_persona(self, client: Client, prompt: str) -> None:
-        """Handle `/setai <prompt>|reset`: the lobby's creator sets Rox's persona there."""
+    def set_persona(self, client: Client, prompt: str) -> bool:
+        """Handle `/setai <prompt>|reset`: the lobby's creator sets Rox's persona there.
+
+        Returns whether the persona changed. Resetting a persona that is already
+        the default answers only the asker: announcing a change that did not
+        happen would mislead the lobby, and wiping the conversation for it would
+        make Rox forget for nothing.
+        """
         if not self.enabled:
             raise UserError(NOT_AVAILABLE)
         lobby = client.lobby
@@ -212,6 +218,9 @@ class Rox:
             )
         prompt = prompt.strip()
         if prompt.lower() == "reset":
+            if lobby.persona is None:
+                self.core.tell(client, f"Rox already has the default persona in #{lobby.name}.")
+                return False
             lobby.persona = None
             text = f"{client.name} reset Rox's persona in #{lobby.name} to the default."
         else:
@@ -229,6 +238,7 @@ class Rox:
             "custom" if lobby.persona else "reset",
             client.name,
         )
+        return True
 
     # -- the request ----------------------------------------------------------------
 

@@ -256,6 +256,34 @@ async def test_setai_by_the_creator_only_and_reset(rox_server, fake, users):
     assert "pirate" not in fake.requests[1].everything  # a new persona starts a new talk
 
 
+async def test_setai_reset_of_the_default_persona_is_quiet(rox_server, fake, users):
+    """Resetting a default persona tells only the asker, and Rox keeps the conversation."""
+    server = await rox_server()
+    carol, dave = await users(server, "carol", "dave")
+    await carol.send("/create den no-pass carol's den")
+    await carol.expect("You are now in #den")
+    await dave.send("/join den")
+    await dave.expect("You are now in #den")
+    fake.next(fg.OK, "Remember me.")
+    await dave.send("/ai first question")
+    await answered(dave, "dave", "Remember me.")
+    await answered(carol, "dave", "Remember me.")
+
+    await carol.send("/setai reset")
+    await carol.expect("Rox already has the default persona in #den.")
+    await carol.send("after the reset")
+    told = await carol.expect("after the reset")
+    heard = await dave.expect("after the reset")
+    assert "reset" not in told.replace("after the reset", "")
+    assert "reset" not in heard.replace("after the reset", "")
+    assert server.core.lobbies.get("den").persona is None
+
+    await dave.send("/ai second question")
+    await answered(dave, "dave", "• two")
+    assert "first question" in fake.requests[1].everything  # the talk was not wiped
+    assert "Remember me." in fake.requests[1].everything
+
+
 # -- failures: one clear line to the asker, details to the log ----------------------------
 
 
