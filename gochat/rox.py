@@ -80,7 +80,8 @@ ANSWER_MODEL = "[AI] Rox's model is not available on this server; the operator w
 ANSWER_REFUSED = "[AI] The AI service refused that request. Try rephrasing."
 ANSWER_UNREADABLE = "[AI] The AI service sent a reply Rox could not read. Try again later."
 ANSWER_UNREACHABLE = "[AI] Rox could not reach the AI service. Try again later."
-ANSWER_TOO_LONG = "[AI] Rox ran out of room before answering. Try a shorter question."
+ANSWER_TOO_LONG = "[AI] Rox ran out of room before finishing its answer. Ask for a shorter one."
+"""MAX_TOKENS: the output cap (thinking counts against it) ran out, whatever the question's size."""
 ANSWER_BLOCKED = "[AI] Rox won't answer that one."
 ANSWER_EMPTY = "[AI] Rox had nothing to say. Try rephrasing."
 ANSWER_BUG = "[AI] Something went wrong on our side; it has been logged."
@@ -102,11 +103,16 @@ OUTCOMES = {
 
 
 class EmptyAnswer(Exception):
-    """The model replied without any text (e.g. finish reason MAX_TOKENS or SAFETY)."""
+    """The model replied without any text (e.g. finish reason MAX_TOKENS or SAFETY).
 
-    def __init__(self, reason: str) -> None:
+    `thinking` is how many output tokens the model spent thinking, when it says:
+    the operator needs it to see why a short question ran out of tokens.
+    """
+
+    def __init__(self, reason: str, thinking: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.thinking = thinking
 
 
 @dataclass
@@ -394,7 +400,9 @@ def _answer_text(response: types.GenerateContentResponse) -> str:
     """The answer, cleaned line by line and capped; EmptyAnswer if nothing is left."""
     raw = response.text
     if raw is None or not raw.strip():
-        raise EmptyAnswer(_why_empty(response))
+        usage = response.usage_metadata
+        thinking = usage.thoughts_token_count if usage is not None else None
+        raise EmptyAnswer(_why_empty(response), thinking)
     raw = raw.replace("\r\n", "\n").replace("\r", "\n")
     text = "\n".join(clean_text(line.replace("\t", "    ")) for line in raw.split("\n")).strip()
     if not text:
@@ -431,7 +439,8 @@ def describe_failure(exc: BaseException, config: Config) -> tuple[str, str, int]
         reason = exc.reason
         if reason == "MAX_TOKENS":
             user = ANSWER_TOO_LONG
-            reason += f" (GOCHAT_AI_MAX_OUTPUT_TOKENS={config.ai_max_output_tokens})"
+            spent = f"; {exc.thinking} spent thinking" if exc.thinking else ""
+            reason += f" (GOCHAT_AI_MAX_OUTPUT_TOKENS={config.ai_max_output_tokens}{spent})"
         elif "block" in reason or reason in {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}:
             user = ANSWER_BLOCKED
         else:

@@ -325,6 +325,23 @@ async def test_failures_give_the_asker_one_clear_line(
     assert server.assistant.outcomes[rox.OUTCOMES[line]] == 1
 
 
+async def test_out_of_tokens_blames_the_answer_not_the_question(rox_server, fake, users, caplog):
+    """MAX_TOKENS after a short question: the line asks for a shorter answer, not question;
+    the log names the cap and how much of it thinking used (thinking counts against it)."""
+    caplog.set_level(logging.INFO, logger="gochat")
+    server = await rox_server(ai_max_output_tokens=100)
+    bob = await users(server, "bob")
+    fake.next(fg.EMPTY)
+    await bob.send("/ai hi?")
+    await bob.expect("[AI] Thinking...\r\n")
+    line = await bob.expect("\r\n")
+    assert (
+        line == "✖ [AI] Rox ran out of room before finishing its answer. Ask for a shorter one.\r\n"
+    )
+    assert cell_width(line.rstrip()) <= 80
+    assert "MAX_TOKENS (GOCHAT_AI_MAX_OUTPUT_TOKENS=100; 100 spent thinking)" in caplog.text
+
+
 async def test_timeout_gives_one_line(rox_server, fake, users):
     """A model slower than ai_timeout: the asker is told, then may ask again."""
     server = await rox_server(ai_timeout=0.5)
