@@ -13,9 +13,12 @@ the system instruction. The request carries the lobby's last
 `ai_context_lines` chat lines so Rox knows what is being talked about.
 
 Whatever goes wrong (timeout, 429, 5xx, a refused key, a retired model, an
-unreadable reply, an empty answer) becomes one line to the asker and one to
-the operator log; the exception's text never reaches a user and the API key
-never reaches the log. The answer itself is cleaned with `wire.clean_text`
+unreadable reply, an empty answer) becomes one line to the asker, one short
+line with a reason category to the rest of the lobby (who saw the question
+and would otherwise wait for an answer that never comes; the asker does not
+get it as well, their own line says the same more precisely), and one line
+to the operator log; the exception's text never reaches a user and the API
+key never reaches the log. The answer itself is cleaned with `wire.clean_text`
 line by line before the Markdown layout, so no escape sequence from the
 model survives; colour is added by the renderer, in ANSI mode only.
 """
@@ -100,6 +103,24 @@ OUTCOMES = {
     ANSWER_BUG: "error",
 }
 """The metrics label for each failure line; a timeout is "timeout", success "ok"."""
+
+LOBBY_FAILED = "Rox could not answer {asker}'s question ({reason})."
+"""What the rest of the lobby, who saw the question, learns of a failure."""
+FAILURE_REASONS = {
+    "timeout": "timed out",
+    "quota": "over quota",
+    "server_error": "AI service error",
+    "key_refused": "misconfigured",
+    "model_missing": "misconfigured",
+    "refused": "request refused",
+    "unreadable": "unreadable reply",
+    "unreachable": "AI service unreachable",
+    "too_long": "ran out of room",
+    "blocked": "declined",
+    "empty": "empty answer",
+    "error": "internal error",
+}
+"""A short category per metrics label: the lobby never sees an exception's text."""
 
 
 class EmptyAnswer(Exception):
@@ -344,7 +365,8 @@ class Rox:
             if started is not None:
                 self.durations.observe(loop.time() - started)
             user_line, problem, level = describe_failure(exc, config)
-            self.outcomes[OUTCOMES.get(user_line, "timeout")] += 1
+            outcome = OUTCOMES.get(user_line, "timeout")
+            self.outcomes[outcome] += 1
             log.log(
                 level,
                 "AI answer for %s in #%s failed: %s",
@@ -354,6 +376,10 @@ class Rox:
                 exc_info=exc if user_line == ANSWER_BUG else None,
             )
             send(Notice(user_line, Level.ERROR), client)
+            # The asker's own line says it better; the others get the short one.
+            reason = FAILURE_REASONS.get(outcome, FAILURE_REASONS["error"])
+            others = [member for member in lobby.members.values() if member is not client]
+            deliver(Notice(LOBBY_FAILED.format(asker=asker, reason=reason), Level.WARN), others)
             return
         lines = render_markdown(text)
         now = self.core.clock()

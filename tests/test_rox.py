@@ -284,25 +284,28 @@ async def test_setai_reset_of_the_default_persona_is_quiet(rox_server, fake, use
     assert "Remember me." in fake.requests[1].everything
 
 
-# -- failures: one clear line to the asker, details to the log ----------------------------
+# -- failures: one clear line to the asker, one short line to the lobby, details to the log
 
 
 @pytest.mark.parametrize(
-    ("mode", "text", "line", "logged"),
+    ("mode", "text", "line", "reason", "logged"),
     [
-        (fg.RATE_LIMITED, None, rox.ANSWER_QUOTA, "HTTP 429"),
-        (fg.SERVER_ERROR, None, rox.ANSWER_SERVER, "HTTP 500"),
-        (fg.MALFORMED, None, rox.ANSWER_UNREADABLE, "unreadable reply"),
-        (fg.EMPTY, None, rox.ANSWER_TOO_LONG, "MAX_TOKENS"),
-        (fg.NOT_FOUND, None, rox.ANSWER_MODEL, "GOCHAT_AI_MODEL"),
-        (fg.BAD_KEY, None, rox.ANSWER_KEY, "API key was refused"),
-        (fg.OK, "\x1b[2J\x1b]0;x\x07", rox.ANSWER_EMPTY, "empty answer"),
+        (fg.RATE_LIMITED, None, rox.ANSWER_QUOTA, "over quota", "HTTP 429"),
+        (fg.SERVER_ERROR, None, rox.ANSWER_SERVER, "AI service error", "HTTP 500"),
+        (fg.MALFORMED, None, rox.ANSWER_UNREADABLE, "unreadable reply", "unreadable reply"),
+        (fg.EMPTY, None, rox.ANSWER_TOO_LONG, "ran out of room", "MAX_TOKENS"),
+        (fg.NOT_FOUND, None, rox.ANSWER_MODEL, "misconfigured", "GOCHAT_AI_MODEL"),
+        (fg.BAD_KEY, None, rox.ANSWER_KEY, "misconfigured", "API key was refused"),
+        (fg.OK, "\x1b[2J\x1b]0;x\x07", rox.ANSWER_EMPTY, "empty answer", "empty answer"),
     ],
 )
 async def test_failures_give_the_asker_one_clear_line(
-    rox_server, fake, users, caplog, mode, text, line, logged
+    rox_server, fake, users, caplog, mode, text, line, reason, logged
 ):
-    """429, 500, malformed JSON, empty, retired model, bad key: one line, chat goes on."""
+    """429, 500, malformed JSON, empty, retired model, bad key: one line, chat goes on.
+
+    The lobby saw the question, so it gets one short line with a reason category
+    (never the error's text); the asker gets only their own, more precise line."""
     caplog.set_level(logging.INFO, logger="gochat")
     server = await rox_server()
     alice, bob = await users(server, "alice", "bob")
@@ -316,6 +319,9 @@ async def test_failures_give_the_asker_one_clear_line(
     assert "[AI" not in after
     heard = await alice.expect("still here")
     assert line not in heard and "[AI Response" not in heard
+    assert f"\n⚠ Rox could not answer bob's question ({reason}).\r\n" in heard
+    assert heard.count("could not answer") == 1
+    assert "could not answer" not in seen + after
     assert logged in caplog.text
     assert KEY not in caplog.text
     for leak in ("Quota exceeded", "Internal error", "not valid", "Expecting", "Traceback"):
@@ -342,13 +348,21 @@ async def test_out_of_tokens_blames_the_answer_not_the_question(rox_server, fake
     assert "MAX_TOKENS (GOCHAT_AI_MAX_OUTPUT_TOKENS=100; 100 spent thinking)" in caplog.text
 
 
+def test_every_failure_has_a_lobby_reason():
+    """Each metrics label a failure can end with has a short category for the lobby."""
+    assert set(rox.FAILURE_REASONS) == {*rox.OUTCOMES.values(), "timeout"}
+    assert all(len(reason) <= 25 for reason in rox.FAILURE_REASONS.values())
+
+
 async def test_timeout_gives_one_line(rox_server, fake, users):
-    """A model slower than ai_timeout: the asker is told, then may ask again."""
+    """A model slower than ai_timeout: the asker is told, the lobby too; bob may ask again."""
     server = await rox_server(ai_timeout=0.5)
-    bob = await users(server, "bob")
+    alice, bob = await users(server, "alice", "bob")
     fake.next(fg.SLOW)
     await bob.send("/ai are you there?")
     await bob.expect(rox.ANSWER_TIMEOUT.format(seconds=0.5))
+    await alice.expect("bob asked AI: are you there?")
+    await alice.expect("Rox could not answer bob's question (timed out).")
     await bob.send("/ai and now?")
     await answered(bob, "bob", "• two")
     assert server.assistant.outcomes == {"timeout": 1, "ok": 1}
