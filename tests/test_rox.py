@@ -7,6 +7,7 @@ what is asserted about a request is what the SDK really sent.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 
@@ -16,6 +17,7 @@ from gochat import rox
 from gochat.cli import build_parser
 from gochat.config import Config
 from gochat.events import AIAnswer
+from gochat.logs import setup_logging
 from gochat.markdown import WIDTH, cell_width, plain_text, render_markdown
 from gochat.render import render
 
@@ -103,6 +105,61 @@ def test_api_key_setting():
     assert Config.from_env({}).ai_api_key == ""
     dests = {action.dest for action in build_parser()._actions}
     assert "ai_api_key" not in dests
+
+
+THIRD_PARTY = ("google_genai", "httpx", "httpcore", "httpx2", "httpcore2")
+"""google-genai logs under google_genai.*; it uses httpx, or since 2.x its fork httpx2."""
+
+
+@pytest.fixture
+def logging_restored(monkeypatch):
+    """Undo setup_logging after the test: root handlers and level, third-party levels."""
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
+
+
+def test_third_party_loggers_are_quiet_unless_debug(logging_restored):
+    """The SDK's and httpx's INFO lines are dropped at INFO; DEBUG shows them; ERROR stays ERROR."""
+    stream = io.StringIO()
+    setup_logging("INFO", stream=stream)
+    assert {logging.getLogger(n).getEffectiveLevel() for n in THIRD_PARTY} == {logging.WARNING}
+    afc = logging.getLogger("google_genai.models")
+    afc.info("AFC is enabled with max remote calls: 10.")  # as on every call
+    afc.warning("a real problem")
+    assert "AFC" not in stream.getvalue() and "a real problem" in stream.getvalue()
+
+    setup_logging("DEBUG", stream=stream)
+    assert {logging.getLogger(n).getEffectiveLevel() for n in THIRD_PARTY} == {logging.DEBUG}
+    setup_logging("ERROR", stream=stream)
+    assert {logging.getLogger(n).getEffectiveLevel() for n in THIRD_PARTY} == {logging.ERROR}
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_an_ai_call_logs_no_third_party_lines_at_info(
+    rox_server, users, logging_restored, level
+):
+    """At INFO an /ai logs gochat's own lines only; at DEBUG httpx's request line appears."""
+    stream = io.StringIO()
+    setup_logging(level, stream=stream)
+    server = await rox_server()
+    bob = await users(server, "bob")
+    await bob.send("/ai anyone there?")
+    await answered(bob, "bob", "• two")
+    await wait_until(lambda: "AI answer for bob" in stream.getvalue(), what="the answer's log line")
+    text = stream.getvalue()
+    loggers = set(re.findall(r"^\S+ [A-Z]+ +([\w.]+): ", text, re.MULTILINE))
+    if level == "INFO":
+        assert {name.split(".")[0] for name in loggers} == {"gochat"}, text
+        assert "HTTP Request" not in text and "AFC is enabled" not in text
+    else:  # the lines exist, so the INFO case proves something
+        assert re.search(r"INFO +httpx2?: HTTP Request: POST", text)
 
 
 # -- the happy path ---------------------------------------------------------------------
