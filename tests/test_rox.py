@@ -86,6 +86,41 @@ async def test_no_key_means_no_ai(make_server, users, caplog):
     await bob.expect("AI is not available on this server")
 
 
+async def help_lines(client: ChatClient) -> list[str]:
+    """The lines of /help, title first."""
+    await client.send("/help")
+    text = await client.expect("Any other line")
+    text += await client.expect("\r\n")
+    return text[text.index("Commands") :].split("\r\n")[:-1]
+
+
+async def test_no_key_hides_ai_from_help_and_lobbies(make_server, users):
+    """Without a key /help lists neither /ai nor /setai and /lobbies has no AI column;
+    both commands still answer that AI is not available."""
+    server = await make_server()
+    bob = await users(server, "bob")
+    lines = await help_lines(bob)
+    assert any(line.startswith("  /history") for line in lines)
+    assert not any("/ai" in line or "/setai" in line or "Rox" in line for line in lines)
+    assert all(cell_width(line) <= 80 for line in lines), lines
+    await bob.send("/lobbies")
+    listing = await bob.expect("by server")
+    listing += await bob.expect("\r\n")
+    assert "#general" in listing and "AI" not in listing
+    await bob.send("/setai reset")
+    await bob.expect(rox.NOT_AVAILABLE)
+
+
+async def test_help_lists_ai_commands_when_ai_is_on(rox_server, users):
+    """With a key /help lists /ai and /setai, and every line fits 80 columns."""
+    server = await rox_server()
+    bob = await users(server, "bob")
+    lines = await help_lines(bob)
+    assert any(line.startswith("  /ai <question>  ") for line in lines)
+    assert any(line.startswith("  /setai <prompt>|reset  ") for line in lines)
+    assert all(cell_width(line) <= 80 for line in lines), lines
+
+
 async def test_key_enables_ai_and_is_never_shown(rox_server, caplog):
     """With a key startup logs 'AI features enabled'; the key is in no repr and no log line."""
     caplog.set_level(logging.DEBUG, logger="gochat")
