@@ -10,6 +10,7 @@ then holds the user's later lines until it finishes, so order is kept.
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -66,6 +67,7 @@ class Command:
     min_args: int = 0
     rate_limited: bool = False  # spends the user's message budget (it speaks or changes state)
     lookup: bool = False  # read-only, but its cost grows with the server: the lookup budget
+    needs_ai: bool = False  # only useful with an AI key: /help leaves it out without one
 
     @property
     def usage(self) -> str:
@@ -87,10 +89,11 @@ class Registry:
         min_args: int = 0,
         rate_limited: bool = False,
         lookup: bool = False,
+        needs_ai: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self._commands[name] = Command(
-                name, args, summary, handler, min_args, rate_limited, lookup
+                name, args, summary, handler, min_args, rate_limited, lookup, needs_ai
             )
             return handler
 
@@ -107,20 +110,43 @@ REGISTRY = Registry()
 command = REGISTRY.command
 
 
-def help_block(registry: Registry = REGISTRY) -> Block:
-    width = max(len(c.usage) for c in registry)
-    lines = [f"  {c.usage:<{width}}  {c.summary}" for c in registry]
+HELP_WIDTH = 80  # an nc or telnet user's terminal
+HELP_USAGE_COLUMN = 24  # a longer usage gets a line of its own, its summary below
+HELP_BELOW = "      "  # the indent of a summary under its usage
+
+
+def help_block(*, ai: bool, registry: Registry = REGISTRY) -> Block:
+    """/help from the table, every line within HELP_WIDTH columns.
+
+    Without AI the `needs_ai` commands are left out: listing commands that only
+    answer "not available" would mislead a new user. A usage too long for the
+    column, or a summary too long for its line, puts the summary on the next
+    line rather than widening the column for everyone.
+    """
+    commands = [c for c in registry if ai or not c.needs_ai]
+    width = max((len(c.usage) for c in commands if len(c.usage) <= HELP_USAGE_COLUMN), default=0)
+    lines = []
+    for c in commands:
+        line = f"  {c.usage:<{width}}  {c.summary}"
+        if len(c.usage) <= width and len(line) <= HELP_WIDTH:
+            lines.append(line)
+            continue
+        lines.append(f"  {c.usage}")
+        lines.extend(
+            textwrap.wrap(
+                c.summary, HELP_WIDTH, initial_indent=HELP_BELOW, subsequent_indent=HELP_BELOW
+            )
+        )
     lines.append("  Lobbies:")
-    lines.extend(f"    {form}" for form in CREATE_FORMS)
-    lines.append(
-        "  Any other line is said to everyone in your lobby (start with // to say '/...')."
-    )
+    form_width = max(len(form) for form, _ in CREATE_FORMS)
+    lines.extend(f"    {form:<{form_width}}  {what}" for form, what in CREATE_FORMS)
+    lines.append("  Any other line is said to your lobby (start it with // to say '/...').")
     return Block("Commands", tuple(lines))
 
 
 @command("help", "", "list the commands")
 def _help(ctx: Context, args: str) -> None:
-    send(help_block(), ctx.client)
+    send(help_block(ai=ctx.server.assistant.enabled), ctx.client)
 
 
 @command("users", "", "who is in your lobby", lookup=True)
@@ -137,14 +163,15 @@ def _users(ctx: Context, args: str) -> None:
 
 @command("lobbies", "", "list lobbies: access, members, creator, description", lookup=True)
 def _lobbies(ctx: Context, args: str) -> None:
+    ai_on = ctx.server.assistant.enabled  # no AI column on a server without AI
     lines = []
     for lobby in ctx.core.lobbies:
         here = "*" if lobby is ctx.client.lobby else " "
         access = "private" if lobby.private else "public"
-        ai = "custom AI" if lobby.persona else "default AI"
+        ai = f"{'custom AI' if lobby.persona else 'default AI':<10}  " if ai_on else ""
         lines.append(
             f" {here}#{lobby.name:<20} {access:<7} {len(lobby.members):>4} online  "
-            f"{ai:<10}  by {lobby.creator}  {lobby.description}"
+            f"{ai}by {lobby.creator}  {lobby.description}"
         )
     send(Block(f"Lobbies ({len(lines)}; * = yours)", tuple(lines)), ctx.client)
 
@@ -177,11 +204,12 @@ async def _create(ctx: Context, args: str) -> None:
 
 
 CREATE_FORMS = (
-    "/create NAME                    public lobby, no description",
-    "/create NAME WORD               public lobby, WORD is the description",
-    "/create NAME - DESCRIPTION...   public lobby (- or no-pass: no password)",
-    "/create NAME PASSWORD DESCRIPTION...   private lobby (3 or more words)",
+    ("/create NAME", "public lobby, no description"),
+    ("/create NAME WORD", "public lobby, WORD is its description"),
+    ("/create NAME - DESCRIPTION...", "public lobby (- or no-pass)"),
+    ("/create NAME PASSWORD DESCRIPTION...", "private lobby (3 or more words)"),
 )
+"""The forms /help spells out: which words make a lobby public and which private."""
 
 
 def create_arguments(args: str) -> tuple[str, str | None, str]:
@@ -281,6 +309,7 @@ def _color(ctx: Context, args: str) -> None:
     "ask Rox, the AI assistant (your lobby sees it)",
     min_args=1,
     rate_limited=True,
+    needs_ai=True,
 )
 def _ai(ctx: Context, args: str) -> None:
     # Returns at once: the answer is a server task, so this session keeps reading.
@@ -290,13 +319,14 @@ def _ai(ctx: Context, args: str) -> None:
 @command(
     "setai",
     "<prompt>|reset",
-    "set Rox's persona in a lobby you created (reset = default)",
+    "set Rox's persona in your own lobby (reset = default)",
     min_args=1,
     rate_limited=True,
+    needs_ai=True,
 )
 def _setai(ctx: Context, args: str) -> None:
-    ctx.server.assistant.set_persona(ctx.client, args)
-    if ctx.client.lobby is not None:
+    changed = ctx.server.assistant.set_persona(ctx.client, args)
+    if changed and ctx.client.lobby is not None:
         ctx.core.lobby_changed(ctx.client.lobby)  # the persona outlives a restart
 
 

@@ -159,7 +159,7 @@ class Config:
     log_level: str = _setting(
         "INFO",
         "GOCHAT_LOG_LEVEL",
-        "log level",
+        "log level (the Gemini SDK's and httpx's own INFO lines show only at DEBUG)",
         flag="--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     )

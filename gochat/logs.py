@@ -9,6 +9,10 @@ Two formats (`GOCHAT_LOG_FORMAT`): `text`, and `json` with one object per line
 (`JOURNAL_STREAM` names our stderr) every line starts with its `<N>` syslog
 priority so journald keeps the level, and text lines drop the timestamp,
 which journald records itself.
+
+The Gemini SDK and its HTTP client log at INFO on every `/ai` ("AFC is
+enabled ...", "HTTP Request: POST ..."): noise to an operator reading gochat's
+own lines, so below DEBUG they only get through from WARNING up.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import time
 from typing import Any, TextIO
 
 from gochat.wire import clean_text
+
+QUIET_LOGGERS = ("google_genai", "httpx", "httpcore", "httpx2", "httpcore2")
+"""Third-party loggers held to WARNING unless the level is DEBUG (google-genai
+uses httpx, or since 2.x the httpx2 fork, which logs under its own names)."""
 
 
 class _Sanitise(logging.Filter):
@@ -127,3 +135,8 @@ def setup_logging(level: str, fmt: str = "text", stream: TextIO | None = None) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # A logger's own level decides for its records, so WARNING must not let
+    # through what a stricter root level (ERROR) would have dropped.
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)

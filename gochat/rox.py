@@ -13,9 +13,12 @@ the system instruction. The request carries the lobby's last
 `ai_context_lines` chat lines so Rox knows what is being talked about.
 
 Whatever goes wrong (timeout, 429, 5xx, a refused key, a retired model, an
-unreadable reply, an empty answer) becomes one line to the asker and one to
-the operator log; the exception's text never reaches a user and the API key
-never reaches the log. The answer itself is cleaned with `wire.clean_text`
+unreadable reply, an empty answer) becomes one line to the asker, one short
+line with a reason category to the rest of the lobby (who saw the question
+and would otherwise wait for an answer that never comes; the asker does not
+get it as well, their own line says the same more precisely), and one line
+to the operator log; the exception's text never reaches a user and the API
+key never reaches the log. The answer itself is cleaned with `wire.clean_text`
 line by line before the Markdown layout, so no escape sequence from the
 model survives; colour is added by the renderer, in ANSI mode only.
 """
@@ -80,7 +83,8 @@ ANSWER_MODEL = "[AI] Rox's model is not available on this server; the operator w
 ANSWER_REFUSED = "[AI] The AI service refused that request. Try rephrasing."
 ANSWER_UNREADABLE = "[AI] The AI service sent a reply Rox could not read. Try again later."
 ANSWER_UNREACHABLE = "[AI] Rox could not reach the AI service. Try again later."
-ANSWER_TOO_LONG = "[AI] Rox ran out of room before answering. Try a shorter question."
+ANSWER_TOO_LONG = "[AI] Rox ran out of room before finishing its answer. Ask for a shorter one."
+"""MAX_TOKENS: the output cap (thinking counts against it) ran out, whatever the question's size."""
 ANSWER_BLOCKED = "[AI] Rox won't answer that one."
 ANSWER_EMPTY = "[AI] Rox had nothing to say. Try rephrasing."
 ANSWER_BUG = "[AI] Something went wrong on our side; it has been logged."
@@ -100,13 +104,36 @@ OUTCOMES = {
 }
 """The metrics label for each failure line; a timeout is "timeout", success "ok"."""
 
+LOBBY_FAILED = "Rox could not answer {asker}'s question ({reason})."
+"""What the rest of the lobby, who saw the question, learns of a failure."""
+FAILURE_REASONS = {
+    "timeout": "timed out",
+    "quota": "over quota",
+    "server_error": "AI service error",
+    "key_refused": "misconfigured",
+    "model_missing": "misconfigured",
+    "refused": "request refused",
+    "unreadable": "unreadable reply",
+    "unreachable": "AI service unreachable",
+    "too_long": "ran out of room",
+    "blocked": "declined",
+    "empty": "empty answer",
+    "error": "internal error",
+}
+"""A short category per metrics label: the lobby never sees an exception's text."""
+
 
 class EmptyAnswer(Exception):
-    """The model replied without any text (e.g. finish reason MAX_TOKENS or SAFETY)."""
+    """The model replied without any text (e.g. finish reason MAX_TOKENS or SAFETY).
 
-    def __init__(self, reason: str) -> None:
+    `thinking` is how many output tokens the model spent thinking, when it says:
+    the operator needs it to see why a short question ran out of tokens.
+    """
+
+    def __init__(self, reason: str, thinking: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.thinking = thinking
 
 
 @dataclass
@@ -195,8 +222,14 @@ class Rox:
             len(self._tasks),
         )
 
-    def set_persona(self, client: Client, prompt: str) -> None:
-        """Handle `/setai <prompt>|reset`: the lobby's creator sets Rox's persona there."""
+    def set_persona(self, client: Client, prompt: str) -> bool:
+        """Handle `/setai <prompt>|reset`: the lobby's creator sets Rox's persona there.
+
+        Returns whether the persona changed. Resetting a persona that is already
+        the default answers only the asker: announcing a change that did not
+        happen would mislead the lobby, and wiping the conversation for it would
+        make Rox forget for nothing.
+        """
         if not self.enabled:
             raise UserError(NOT_AVAILABLE)
         lobby = client.lobby
@@ -212,6 +245,9 @@ class Rox:
             )
         prompt = prompt.strip()
         if prompt.lower() == "reset":
+            if lobby.persona is None:
+                self.core.tell(client, f"Rox already has the default persona in #{lobby.name}.")
+                return False
             lobby.persona = None
             text = f"{client.name} reset Rox's persona in #{lobby.name} to the default."
         else:
@@ -229,6 +265,7 @@ class Rox:
             "custom" if lobby.persona else "reset",
             client.name,
         )
+        return True
 
     # -- the request ----------------------------------------------------------------
 
@@ -328,7 +365,8 @@ class Rox:
             if started is not None:
                 self.durations.observe(loop.time() - started)
             user_line, problem, level = describe_failure(exc, config)
-            self.outcomes[OUTCOMES.get(user_line, "timeout")] += 1
+            outcome = OUTCOMES.get(user_line, "timeout")
+            self.outcomes[outcome] += 1
             log.log(
                 level,
                 "AI answer for %s in #%s failed: %s",
@@ -338,6 +376,10 @@ class Rox:
                 exc_info=exc if user_line == ANSWER_BUG else None,
             )
             send(Notice(user_line, Level.ERROR), client)
+            # The asker's own line says it better; the others get the short one.
+            reason = FAILURE_REASONS.get(outcome, FAILURE_REASONS["error"])
+            others = [member for member in lobby.members.values() if member is not client]
+            deliver(Notice(LOBBY_FAILED.format(asker=asker, reason=reason), Level.WARN), others)
             return
         lines = render_markdown(text)
         now = self.core.clock()
@@ -384,7 +426,9 @@ def _answer_text(response: types.GenerateContentResponse) -> str:
     """The answer, cleaned line by line and capped; EmptyAnswer if nothing is left."""
     raw = response.text
     if raw is None or not raw.strip():
-        raise EmptyAnswer(_why_empty(response))
+        usage = response.usage_metadata
+        thinking = usage.thoughts_token_count if usage is not None else None
+        raise EmptyAnswer(_why_empty(response), thinking)
     raw = raw.replace("\r\n", "\n").replace("\r", "\n")
     text = "\n".join(clean_text(line.replace("\t", "    ")) for line in raw.split("\n")).strip()
     if not text:
@@ -421,7 +465,8 @@ def describe_failure(exc: BaseException, config: Config) -> tuple[str, str, int]
         reason = exc.reason
         if reason == "MAX_TOKENS":
             user = ANSWER_TOO_LONG
-            reason += f" (GOCHAT_AI_MAX_OUTPUT_TOKENS={config.ai_max_output_tokens})"
+            spent = f"; {exc.thinking} spent thinking" if exc.thinking else ""
+            reason += f" (GOCHAT_AI_MAX_OUTPUT_TOKENS={config.ai_max_output_tokens}{spent})"
         elif "block" in reason or reason in {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}:
             user = ANSWER_BLOCKED
         else:
