@@ -133,7 +133,7 @@ class Config:
         10.0, "GOCHAT_REPLAY_MINUTES", "history replayed on login/join, in minutes", minimum=0
     )
     replay_max: int = _setting(
-        50, "GOCHAT_REPLAY_MAX", "most history lines replayed on login/join", minimum=0
+        50, "GOCHAT_REPLAY_MAX", "most messages replayed on login/join", minimum=0
     )
     lobby_idle_minutes: float = _setting(
         120.0,

@@ -119,6 +119,11 @@ class Stream:
             self.pos = match.end()
             return re.match(pattern, match.group(0).decode())  # type: ignore[return-value]
 
+    def drain(self, timeout: float = TIMEOUT) -> None:
+        """Wait (without consuming) until the reader thread has seen the end of the pipe."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.eof, timeout)
+
     def wait_eof(self, timeout: float = TIMEOUT) -> str:
         """Wait for the end of the stream; return what was not consumed yet."""
         with self.cond:
@@ -169,12 +174,17 @@ class Tool:
 
     def wait_exit(self, timeout: float = TIMEOUT) -> int:
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(
                 f"{' '.join(self.args)} still running after {timeout:g} s; "
                 f"stdout ends with {self.out.text[-600:]!r}; stderr: {self.err.text[-600:]!r}"
             ) from None
+        # The process is gone, but the reader threads may not have read its last
+        # bytes yet (telnet's "Connection closed" on stderr, under load): wait for EOF.
+        self.out.drain()
+        self.err.drain()
+        return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
