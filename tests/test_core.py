@@ -121,6 +121,18 @@ def test_replay_window_and_cap(clock):
     assert all(f"recent-{i}" in bob_in.text for i in (2, 3, 4))
 
 
+def test_replay_window_applies_below_the_cap(clock):
+    """A line older than GOCHAT_REPLAY_MINUTES is not replayed, however roomy the cap."""
+    core = ChatCore(test_config(replay_minutes=10, replay_max=50), clock)
+    alice, _ = join(core, "alice")
+    core.say(alice, "ancient")
+    clock.advance(10 * 60 + 1)
+    core.say(alice, "recent")
+    _, bob_in = join(core, "bob")
+    assert "recent" in bob_in.text
+    assert "ancient" not in bob_in.text
+
+
 def test_move_announced_in_both_lobbies(core):
     """Switching lobbies tells the old lobby who left and the new one who arrived."""
     alice, _alice_in = join(core, "alice")

@@ -644,3 +644,46 @@ async def test_banner_logo_is_whole(connect):
     top = next(i for i, row in enumerate(rows) if row.strip())
     assert rows[top] == "                   _           _"
     assert rows[top + 1].startswith("   __ _  ___   ___| |__")
+
+
+# -- what a mutation probe found unguarded (issue 11) ---------------------------------
+
+
+async def test_direct_messages_spend_the_budget(make_server):
+    """/msg reaches someone, so it spends the budget: the sixth in a window is refused."""
+    server = await make_server(monotonic=FakeClock(1000.0))
+    alice = await (await ChatClient.connect(server.ports["plain"])).login("alice")
+    bob = await (await ChatClient.connect(server.ports["plain"])).login("bob")
+    for i in range(5):
+        await alice.send(f"/msg bob dm{i}")
+        await bob.expect(f"alice → bob: dm{i}")
+    await alice.send("/msg bob dm5")
+    await alice.expect("Rate limited! Wait 10 seconds.")
+    await bob.send("/users")
+    assert "dm5" not in await bob.expect("bob (you)")
+    await alice.close()
+    await bob.close()
+
+
+async def test_idle_lobbies_are_pruned_by_the_server_itself(make_server):
+    """Nobody calls prune_lobbies by hand: the server's own chore removes an idle lobby."""
+    clock = FakeClock()
+    server = await make_server(clock=clock, lobby_idle_minutes=0.01)  # checked every second
+    alice = await (await ChatClient.connect(server.ports["plain"])).login("alice")
+    await alice.send("/create attic")
+    await alice.expect("You are now in #attic")
+    await alice.send("/join general")
+    await alice.expect("You are now in #general")
+    clock.advance(60)
+    await wait_until(lambda: "attic" not in server.core.lobbies, what="#attic pruned")
+    await alice.close()
+
+
+async def test_ascii_escape_sequences_are_stripped_whole(connect):
+    """An all-ASCII line with CSI and OSC sequences reaches others without their litter."""
+    alice = await connect("alice")
+    bob = await connect("bob")
+    await alice.send(b"x\x1b[2Jy\x1b]0;pwned\x07z\x1b[31mred")
+    text = await bob.expect("╰─> xyzred\r\n")
+    for bad in ("\x1b", "[2J", "pwned", "[31m"):
+        assert bad not in text.split("alice [")[-1]

@@ -20,6 +20,7 @@ import pytest
 
 from gochat.config import Config
 from gochat.events import ChatMessage, DirectMessage
+from gochat import journal as journal_module
 from gochat.journal import Journal
 from gochat.store import (
     DeleteLobby,
@@ -678,3 +679,31 @@ async def test_postgres_connection_cut_is_survived(pg_url, caplog):
     finally:
         await journal.close()
         await reader.close()
+
+
+async def test_journal_waits_the_flush_interval_between_commits(sqlite_path, monkeypatch):
+    """After a commit, the next one waits GOCHAT_FLUSH_MS: batches, not a write per line.
+
+    The wait is recorded instead of slept, so the test takes no time and reads no clock.
+    """
+    store = await open_sqlite(sqlite_path)
+    journal = Journal(store, journal_config(flush_ms=10_000))
+    batch_waits: list[float] = []
+    real_wait = journal_module._wait
+
+    async def record(event: asyncio.Event, seconds: float) -> None:
+        if event is journal._closing:  # the wait between two commits
+            batch_waits.append(seconds)
+            return
+        await real_wait(event, seconds)  # the idle wait for work
+
+    monkeypatch.setattr(journal_module, "_wait", record)
+    journal.start()
+    try:
+        journal.message(chat("general", "first"))
+        await wait_until(lambda: journal.written == 1, what="the first commit")
+        journal.message(chat("general", "second"))
+        await wait_until(lambda: journal.written == 2, what="the second commit")
+        assert 5.0 < batch_waits[-1] <= 10.0
+    finally:
+        await journal.close()
