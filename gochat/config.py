@@ -8,6 +8,7 @@ README's settings table and the validation errors all come from this file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -292,7 +293,10 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
         if f.type in ("int", int):
             return int(raw)
         if f.type in ("float", float):
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):  # nan slips past every `minimum` comparison
+                raise ValueError("not a finite number")
+            return value
         if meta["choices"]:
             value = raw.upper() if f.name == "log_level" else raw.lower()
             if value not in meta["choices"]:
