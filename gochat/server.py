@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gochat.chat import ChatCore
-from gochat.config import Config
+from gochat.config import Config, format_host_port
 from gochat.events import Farewell, Raw
 from gochat.journal import Journal, open_journal
 from gochat.metrics import MetricsServer
@@ -107,11 +108,15 @@ class ChatServer:
         self._listeners.append(plain)
         if tls is not None:
             self._listeners.append(await self._listen("tls", config.tls_port, tls))
-        for name, port in self.ports.items():
-            log.info("listening (%s) on %s:%d", name, config.host, port)
-        lan = lan_address()
-        if lan:
-            log.info("LAN address: %s (nc %s %d)", lan, lan, self.ports["plain"])
+        for name, listener in zip(("plain", "tls"), self._listeners, strict=False):
+            bound = [sock.getsockname() for sock in listener.sockets]
+            shown = ", ".join(format_host_port(address[0], address[1]) for address in bound)
+            log.info("listening (%s) on %s", name, shown)
+            if name == "plain":
+                for address in bound:
+                    for lan in advertised(address):
+                        if lan != address[0]:  # a wildcard: say where others reach it
+                            log.info("LAN address: %s (nc %s %d)", lan, lan, address[1])
         log.info("%s", self.assistant.status())
         if config.metrics_addr:
             await self._start_metrics()
@@ -307,12 +312,36 @@ class ChatServer:
                 unsent[session] = size
 
 
-def lan_address() -> str | None:
+def advertised(address: tuple[Any, ...]) -> list[str]:
+    """The addresses that reach a listener bound to `address` (a getsockname() tuple).
+
+    A listener on one address is reached there only. One on 0.0.0.0 or :: is
+    reached on every address of its family assigned to this machine; the
+    LAN address is offered only if it is one of those (a bind to it works),
+    never an address nothing listens on.
+    """
+    host = address[0]
+    if host not in ("0.0.0.0", "::"):
+        return [host]
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    lan = lan_address(family)
+    if lan is None:
+        return []
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((lan, 0))  # EADDRNOTAVAIL unless the address is ours
+    except OSError:
+        return []
+    return [lan]
+
+
+def lan_address(family: socket.AddressFamily = socket.AF_INET) -> str | None:
     """The address other machines on the LAN would reach us on (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+    target = ("2001:db8::1", 1) if family == socket.AF_INET6 else ("10.255.255.255", 1)
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.connect(("10.255.255.255", 1))
-            address = probe.getsockname()[0]
+            probe.connect(target)
+            address: str = probe.getsockname()[0]
         except OSError:
             return None
-    return None if address.startswith("127.") else address
+    return None if ipaddress.ip_address(address).is_loopback else address

@@ -838,3 +838,34 @@ def test_compose_file():
     assert gochat["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "127.0.0.1:9100:9100" in gochat["ports"]
     assert "healthcheck" in services["postgres"]
+
+
+# -- the addresses the startup log advertises ------------------------------------------
+
+
+async def test_log_names_only_the_address_bound(make_server, caplog):
+    """GOCHAT_HOST=127.0.0.1: the log shows that address and no "LAN address" line.
+
+    The LAN line was printed for any machine with a route out, though nothing
+    listened there: `nc` to it was refused.
+    """
+    caplog.set_level(logging.INFO, logger="gochat.server")
+    server = await make_server()
+    port = server.ports["plain"]
+    text = caplog.text
+    assert f"listening (plain) on 127.0.0.1:{port}" in text
+    assert "LAN address" not in text
+    for line in re.findall(r"\(nc (\S+) (\d+)\)", text):
+        assert line == ("127.0.0.1", str(port))
+
+
+def test_a_wildcard_listener_advertises_only_local_addresses(monkeypatch):
+    """For 0.0.0.0 the machine's address is listed only when it is really assigned here."""
+    from gochat import server as server_module
+
+    monkeypatch.setattr(server_module, "lan_address", lambda family: "203.0.113.9")
+    assert server_module.advertised(("0.0.0.0", 8080)) == []  # not ours: bind fails
+    monkeypatch.setattr(server_module, "lan_address", lambda family: None)
+    assert server_module.advertised(("0.0.0.0", 8080)) == []
+    assert server_module.advertised(("127.0.0.1", 8080)) == ["127.0.0.1"]
+    assert server_module.advertised(("::1", 8080, 0, 0)) == ["::1"]
