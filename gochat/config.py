@@ -293,10 +293,10 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
         if f.type in ("int", int):
             return int(raw)
         if f.type in ("float", float):
-            value = float(raw)
-            if not math.isfinite(value):  # nan slips past every `minimum` comparison
+            number = float(raw)
+            if not math.isfinite(number):  # nan slips past every `minimum` comparison
                 raise ValueError("not a finite number")
-            return value
+            return number
         if meta["choices"]:
             value = raw.upper() if f.name == "log_level" else raw.lower()
             if value not in meta["choices"]:
