@@ -23,7 +23,6 @@ import ipaddress
 import os
 import socket
 import sqlite3
-import ssl
 import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 from gochat import __version__
 from gochat.config import Config, format_host_port, parse_host_port
 from gochat.logs import journal_stream
+from gochat.tls import TlsError, load_context, off_reason
 
 DB_TIMEOUT = 5.0
 """Seconds the database may take to answer."""
@@ -105,27 +105,21 @@ def _listeners(config: Config, report: Report, tls_on: bool) -> None:
 
 
 def _tls(config: Config, report: Report) -> bool:
-    """Load the certificate and key as the server would; return whether TLS would run."""
-    cert, key = config.tls_cert, config.tls_key
-    have_cert, have_key = os.path.exists(cert), os.path.exists(key)
-    if not (have_cert or have_key):
-        report.info("tls", f"off (no {cert} and {key})")
+    """Load the certificate and key with the daemon's own code; return whether TLS would run."""
+    reason = off_reason(config)
+    if reason is not None:
+        text, warn = reason
+        report.info("tls", f"off ({text})")
+        if warn:
+            report.warn(f"TLS would be disabled: {text}")
         return False
-    if not (have_cert and have_key):
-        missing = key if have_cert else cert
-        report.info("tls", f"off ({missing} is missing)")
-        report.warn(f"TLS would be disabled: {missing} is missing")
-        return False
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert, key)
-    except PermissionError as exc:
-        report.error(f"cannot read {exc.filename or cert}: permission denied")
+        load_context(config)
+    except TlsError as exc:
+        report.info("tls", "cannot be loaded")
+        report.error(str(exc))
         return False
-    except (ssl.SSLError, OSError) as exc:
-        report.error(f"cannot load TLS certificate {cert} / key {key}: {exc}")
-        return False
+    cert = config.tls_cert
     detail = _certificate_detail(cert, report)
     report.info("tls", f"on, port {config.tls_port} ({cert}{detail})")
     return True

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 import time
@@ -29,6 +28,7 @@ from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
 from gochat.session import NAME_PROMPT, Session, drop_closing
 from gochat.store import Store, StoreError
+from gochat.tls import TlsError, load_context, off_reason
 from gochat.wire import encode
 
 log = logging.getLogger("gochat.server")
@@ -150,22 +150,16 @@ class ChatServer:
         self.metrics = metrics
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        cert, key = self.config.tls_cert, self.config.tls_key
-        have_cert, have_key = os.path.exists(cert), os.path.exists(key)
-        if not (have_cert and have_key):
-            if have_cert or have_key:
-                missing = key if have_cert else cert
-                log.warning("TLS disabled: %s is missing", missing)
-            else:
-                log.info("TLS disabled: no %s and %s (see certs/README.md)", cert, key)
+        """The TLS context, or None when TLS is off as configured (see gochat.tls)."""
+        reason = off_reason(self.config)
+        if reason is not None:
+            text, warn = reason
+            log.log(logging.WARNING if warn else logging.INFO, "TLS disabled: %s", text)
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            context.load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as exc:
-            raise StartupError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
-        return context
+            return load_context(self.config)
+        except TlsError as exc:
+            raise StartupError(str(exc)) from None
 
     # -- admission --------------------------------------------------------------
 

@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gochat.server import ChatServer
 
-from .conftest import ServerFactory, test_config, tls_client_context, wait_until
+from .conftest import (
+    ServerFactory,
+    daemon_env,
+    self_signed,
+    test_config,
+    tls_client_context,
+    wait_until,
+)
 
 TIMEOUT = 5.0
 
@@ -173,3 +185,138 @@ def test_many_eager_tls_clients_under_uvloop(cert):
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(scenario(), 60))
+
+
+# -- TLS files the operator named ----------------------------------------------------
+
+
+def run_gochat(cwd: Path, *args: str, **env: str) -> tuple[int | None, str]:
+    """`python -m gochat ARGS` in `cwd`: (exit status, stderr), or (None, stderr) when
+    it got as far as listening (it is then stopped with SIGTERM)."""
+    settings = daemon_env(**env)
+    for name in ("GOCHAT_TLS_CERT", "GOCHAT_TLS_KEY"):
+        if name not in env:
+            settings.pop(name, None)  # the default, certs/server.*, absent in `cwd`
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gochat", "--env-file", os.devnull, *args],
+        cwd=cwd,
+        env=settings,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if "--check-config" in args else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        if "--check-config" in args:
+            out, err = proc.communicate(timeout=60)
+            return proc.returncode, out + err
+        lines = []
+        deadline = time.monotonic() + 30
+        for line in proc.stderr:  # ends when gochat exits
+            lines.append(line)
+            if "listening (plain)" in line:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                return None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+        return proc.wait(timeout=30), "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def one_error_line(stderr: str) -> str:
+    """The daemon's single ERROR line (it must be the only one)."""
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+def tls_cases(tmp_path: Path, cert: tuple[Path, Path], other: tuple[Path, Path]):
+    missing = str(tmp_path / "missing.crt"), str(tmp_path / "missing.key")
+    crt, key = map(str, cert)
+    return {
+        "both missing": (
+            {"GOCHAT_TLS_CERT": missing[0], "GOCHAT_TLS_KEY": missing[1]},
+            f"GOCHAT_TLS_CERT={missing[0]}: no such file",
+        ),
+        "key missing": (
+            {"GOCHAT_TLS_CERT": crt, "GOCHAT_TLS_KEY": missing[1]},
+            f"GOCHAT_TLS_KEY={missing[1]}: no such file",
+        ),
+        "only the cert set, default key absent": (
+            {"GOCHAT_TLS_CERT": crt},
+            "GOCHAT_TLS_KEY=certs/server.key: no such file",
+        ),
+        "key of another certificate": (
+            {"GOCHAT_TLS_CERT": crt, "GOCHAT_TLS_KEY": str(other[1])},
+            f"GOCHAT_TLS_KEY={other[1]} does not match the certificate GOCHAT_TLS_CERT={crt}",
+        ),
+        "certificate where the key should be": (
+            {"GOCHAT_TLS_CERT": crt, "GOCHAT_TLS_KEY": crt},
+            f"GOCHAT_TLS_KEY={crt}: not a PEM private key",
+        ),
+        "key where the certificate should be": (
+            {"GOCHAT_TLS_CERT": key, "GOCHAT_TLS_KEY": key},
+            f"GOCHAT_TLS_CERT={key}: not a PEM certificate",
+        ),
+    }
+
+
+CASES = [
+    "both missing",
+    "key missing",
+    "only the cert set, default key absent",
+    "key of another certificate",
+    "certificate where the key should be",
+    "key where the certificate should be",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_tls_files_the_operator_named_must_work(tmp_path, cert, other_cert, case):
+    """Set explicitly, a missing or wrong file stops the daemon (exit 2, one line naming
+    it) and fails --check-config with the same line. It used to turn TLS off silently
+    (missing) or say `[SSL] PEM lib` (wrong file)."""
+    env, message = tls_cases(tmp_path, cert, other_cert)[case]
+    code, stderr = run_gochat(tmp_path, **env)
+    assert code == 2, stderr
+    assert one_error_line(stderr).endswith(f"ERROR   gochat: {message}"), stderr
+    code, report = run_gochat(tmp_path, "--check-config", **env)
+    assert code == 2, report
+    assert f"error: {message}\n" in report
+
+
+def test_tls_files_named_by_flag_or_env_file(tmp_path):
+    """A flag or a line in .env is as explicit as the environment."""
+    missing = str(tmp_path / "missing.crt")
+    code, stderr = run_gochat(tmp_path, "--tls-cert", missing)
+    assert code == 2 and f"GOCHAT_TLS_CERT={missing}: no such file" in stderr, stderr
+    env_file = tmp_path / "gochat.env"
+    env_file.write_text(f"GOCHAT_TLS_CERT={missing}\n")
+    code, stderr = run_gochat(tmp_path, "--env-file", str(env_file))
+    assert code == 2 and f"GOCHAT_TLS_CERT={missing}: no such file" in stderr, stderr
+
+
+def test_default_tls_files_may_be_absent(tmp_path):
+    """Nothing set and no certs/ here: TLS is simply off, and the check agrees."""
+    code, stderr = run_gochat(tmp_path)
+    assert code is None, stderr
+    assert "TLS disabled" in stderr and " ERROR " not in stderr
+    code, report = run_gochat(tmp_path, "--check-config")
+    assert code == 0, report
+    assert "tls       off" in report
+
+
+def test_tls_cert_none_turns_tls_off(tmp_path):
+    """GOCHAT_TLS_CERT=none: TLS off on purpose, even with certs/server.* present."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    self_signed(certs)
+    code, stderr = run_gochat(tmp_path, GOCHAT_TLS_CERT="none")
+    assert code is None, stderr
+    assert "listening (tls)" not in stderr and "TLS disabled" in stderr
