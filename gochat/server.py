@@ -73,6 +73,7 @@ class ChatServer:
         self.sessions: set[Session] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ports: dict[str, int] = {}
+        self.tls: ssl.SSLContext | None = None  # what new TLS connections use; see reload()
         self._listeners: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._banners = {
@@ -103,11 +104,11 @@ class ChatServer:
             raise StartupError(str(exc)) from None
         self.started_at, self.started_wall = self.monotonic(), time.time()
         config = self.config
-        tls = self._tls_context()
-        plain = await self._listen("plain", config.port, None)
+        self.tls = self._tls_context()
+        plain = await self._listen("plain", config.port)
         self._listeners.append(plain)
-        if tls is not None:
-            self._listeners.append(await self._listen("tls", config.tls_port, tls))
+        if self.tls is not None:
+            self._listeners.append(await self._listen("tls", config.tls_port))
         for name, listener in zip(("plain", "tls"), self._listeners, strict=False):
             bound = [sock.getsockname() for sock in listener.sockets]
             shown = ", ".join(format_host_port(address[0], address[1]) for address in bound)
@@ -122,11 +123,13 @@ class ChatServer:
             await self._start_metrics()
         self.spawn(self._prune_lobbies())
 
-    async def _listen(self, name: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+    async def _listen(self, name: str, port: int) -> asyncio.Server:
+        tls = name == "tls"
         try:
             server = await self.loop.create_server(
                 # TLS starts in the session, after admission: handshakes count as connections.
-                lambda: Session(self, name, tls),
+                # The context is read per connection, so a SIGHUP reload reaches new ones.
+                lambda: Session(self, name, self.tls if tls else None),
                 self.config.host,
                 port,
                 reuse_address=True,
@@ -160,6 +163,36 @@ class ChatServer:
             return load_context(self.config)
         except TlsError as exc:
             raise StartupError(str(exc)) from None
+
+    def reload(self) -> None:
+        """SIGHUP: load the TLS certificate and key again (certbot renewed them).
+
+        New handshakes use the new pair; connections already up keep theirs. A
+        pair that does not load is refused with a log line and the old one stays.
+        Nothing else is re-read: other settings need a restart, and so does
+        turning TLS on when it was off at start (the TLS port was never bound).
+        """
+        if self.tls is None:
+            if off_reason(self.config) is None:
+                log.warning(
+                    "SIGHUP: TLS was off at start; enabling it needs a restart "
+                    "(nothing reloaded; other settings need a restart too)"
+                )
+            else:
+                log.info("SIGHUP: nothing to reload (TLS is off; settings need a restart)")
+            return
+        try:
+            context = load_context(self.config)
+        except TlsError as exc:
+            log.error("SIGHUP: %s; new connections keep the previous certificate", exc)
+            return
+        self.tls = context
+        log.info(
+            "SIGHUP: reloaded TLS certificate %s and key %s for new connections "
+            "(other settings need a restart)",
+            self.config.tls_cert,
+            self.config.tls_key,
+        )
 
     # -- admission --------------------------------------------------------------
 

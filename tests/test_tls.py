@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from gochat.server import ChatServer
 
 from .conftest import (
+    ChatClient,
     ServerFactory,
     daemon_env,
     self_signed,
@@ -31,6 +33,7 @@ from .conftest import (
     tls_client_context,
     wait_until,
 )
+from .test_persistence_e2e import Daemon, daemons  # noqa: F401 - fixture
 
 TIMEOUT = 5.0
 
@@ -320,3 +323,103 @@ def test_tls_cert_none_turns_tls_off(tmp_path):
     code, stderr = run_gochat(tmp_path, GOCHAT_TLS_CERT="none")
     assert code is None, stderr
     assert "listening (tls)" not in stderr and "TLS disabled" in stderr
+
+
+# -- SIGHUP: a renewed certificate without a restart -----------------------------------
+
+
+async def peer_certificate(port: int) -> bytes:
+    """The certificate a new TLS connection to `port` is shown (DER)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=tls_client_context()), TIMEOUT
+    )
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        await asyncio.wait_for(reader.readuntil(b"Enter your username: "), TIMEOUT)
+    finally:
+        writer.close()
+    assert der
+    return bytes(der)
+
+
+def der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def install(pair: tuple[Path, Path], cert: Path, key: Path) -> None:
+    """What certbot's deploy hook does: new files at the configured paths."""
+    cert.write_bytes(pair[0].read_bytes())
+    key.write_bytes(pair[1].read_bytes())
+
+
+async def test_sighup_reloads_the_certificate_and_loses_nothing(
+    tmp_path,
+    cert,
+    other_cert,
+    daemons,  # noqa: F811
+):
+    """SIGHUP: still running, a log line, new handshakes get the renewed pair; a bad pair
+    is refused with a log line and the last good one stays; chat from before the
+    signal is in the store after SIGTERM. SIGHUP used to kill the daemon (exit 129)."""
+    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
+    install(cert, live_cert, live_key)
+    db = tmp_path / "chat.db"
+    daemon = await Daemon.start(
+        str(tmp_path),
+        str(db),
+        GOCHAT_TLS_CERT=str(live_cert),
+        GOCHAT_TLS_KEY=str(live_key),
+        GOCHAT_FLUSH_MS="600000",  # nothing reaches the store before shutdown
+    )
+    daemons.append(daemon)
+    tls_port = int((await daemon.wait_for(r"listening \(tls\) on 127\.0\.0\.1:(\d+)"))[1])
+    assert await peer_certificate(tls_port) == der(cert[0])
+    alice = await ChatClient.connect(daemon.port)
+    try:
+        await alice.login("alice")
+        await alice.send("said before the reload")
+        await alice.expect("said before the reload")
+
+        install(other_cert, live_cert, live_key)
+        seen = len(daemon.lines)
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = (await daemon.wait_for(r".*SIGHUP: .*", after=seen))[0]
+        assert "reloaded TLS certificate" in line and str(live_cert) in line, line
+        assert daemon.proc.returncode is None
+        assert await peer_certificate(tls_port) == der(other_cert[0])
+
+        live_key.write_bytes(cert[1].read_bytes())  # half a renewal: the key does not match
+        seen = len(daemon.lines)
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = (await daemon.wait_for(r".*SIGHUP: .*", after=seen))[0]
+        assert " ERROR " in line and "does not match the certificate" in line, line
+        assert "keep" in line
+        assert await peer_certificate(tls_port) == der(other_cert[0])
+
+        await alice.send("said after the reloads")  # the old connection never noticed
+        await alice.expect("said after the reloads")
+    finally:
+        await alice.close()
+    assert await daemon.stop(signal.SIGTERM) == 0, daemon.stderr
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        bodies = [row[0] for row in conn.execute("SELECT body FROM messages ORDER BY id")]
+    assert bodies == ["said before the reload", "said after the reloads"]
+
+
+async def test_sighup_with_tls_off_says_a_restart_is_needed(tmp_path, daemons):  # noqa: F811
+    """TLS off at start (no certs/), files appear, SIGHUP: the daemon keeps running and
+    says that turning TLS on takes a restart (the TLS port was never bound)."""
+    daemon = await Daemon.start(str(tmp_path), "none", GOCHAT_TLS_CERT="")
+    daemons.append(daemon)
+    (tmp_path / "certs").mkdir()
+    self_signed(tmp_path / "certs")
+    seen = len(daemon.lines)
+    daemon.proc.send_signal(signal.SIGHUP)
+    line = (await daemon.wait_for(r".*SIGHUP: .*", after=seen))[0]
+    assert "needs a restart" in line, line
+    client = await ChatClient.connect(daemon.port)
+    try:
+        await client.login("still")
+    finally:
+        await client.close()
+    assert await daemon.stop(signal.SIGTERM) == 0
