@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gochat.chat import ChatCore
-from gochat.config import Config, format_host_port
+from gochat.config import Config, format_host_port, parse_host_port
 from gochat.events import Farewell, Raw
 from gochat.journal import Journal, open_journal
 from gochat.metrics import MetricsServer
@@ -96,19 +97,19 @@ class ChatServer:
     # -- start ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the listeners and start the background chores."""
+        """Open the store, load TLS, bind every port, start the background chores.
+
+        Each step that can refuse to start is shared with --check-config (the
+        store's open, gochat.tls, bind), so the check and start-up cannot disagree.
+        """
         self._loop = asyncio.get_running_loop()
         try:  # lobbies and history first: nothing is served before they are back
             self.journal = await open_journal(self.config, self.core, self._store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self.started_at, self.started_wall = self.monotonic(), time.time()
-        config = self.config
         self.tls = self._tls_context()
-        plain = await self._listen("plain", config.port)
-        self._listeners.append(plain)
-        if self.tls is not None:
-            self._listeners.append(await self._listen("tls", config.tls_port))
+        await self.bind()
         for name, listener in zip(("plain", "tls"), self._listeners, strict=False):
             bound = [sock.getsockname() for sock in listener.sockets]
             shown = ", ".join(format_host_port(address[0], address[1]) for address in bound)
@@ -119,9 +120,36 @@ class ChatServer:
                         if lan != address[0]:  # a wildcard: say where others reach it
                             log.info("LAN address: %s (nc %s %d)", lan, lan, address[1])
         log.info("%s", self.assistant.status())
+        self.spawn(self._prune_lobbies())
+
+    async def bind(self) -> None:
+        """Bind the chat listeners (TLS if self.tls is set) and the metrics endpoint.
+
+        --check-config runs this too (see check_bind), so a port in use or two
+        settings naming one port fail the check exactly as they fail start-up.
+        """
+        self._loop = asyncio.get_running_loop()
+        config = self.config
+        for conflict in port_conflicts(config, self.tls is not None):
+            raise StartupError(conflict)
+        self._listeners.append(await self._listen("plain", config.port))
+        if self.tls is not None:
+            self._listeners.append(await self._listen("tls", config.tls_port))
         if config.metrics_addr:
             await self._start_metrics()
-        self.spawn(self._prune_lobbies())
+
+    async def check_bind(self, tls: ssl.SSLContext | None) -> None:
+        """--check-config: bind every port as start() would, then let go; StartupError."""
+        self.tls = tls
+        try:
+            await self.bind()
+        finally:
+            if self.metrics is not None:
+                await self.metrics.close()
+            for listener in self._listeners:
+                listener.close()
+                await listener.wait_closed()
+            self._listeners.clear()
 
     async def _listen(self, name: str, port: int) -> asyncio.Server:
         tls = name == "tls"
@@ -136,9 +164,8 @@ class ChatServer:
                 backlog=1024,
             )
         except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {self.config.host}:{port} ({name}): {exc.strerror or exc}"
-            ) from None
+            address = format_host_port(self.config.host, port)
+            raise StartupError(f"cannot listen on {address} ({name}): {_reason(exc)}") from None
         self.ports[name] = server.sockets[0].getsockname()[1]
         return server
 
@@ -148,7 +175,7 @@ class ChatServer:
             self.ports["metrics"] = await metrics.start()
         except OSError as exc:
             raise StartupError(
-                f"cannot serve metrics on {self.config.metrics_addr}: {exc.strerror or exc}"
+                f"cannot serve metrics on {self.config.metrics_addr}: {_reason(exc)}"
             ) from None
         self.metrics = metrics
 
@@ -337,6 +364,24 @@ class ChatServer:
                 if unsent.get(session, size + 1) <= size:
                     drop_closing(session.transport)
                 unsent[session] = size
+
+
+def port_conflicts(config: Config, tls_on: bool) -> list[str]:
+    """Settings that name one port twice (start-up and --check-config both ask)."""
+    found = []
+    if tls_on and config.port and config.port == config.tls_port:
+        found.append(f"GOCHAT_PORT and GOCHAT_TLS_PORT are both {config.port}")
+    if config.metrics_addr:
+        _host, port = parse_host_port(config.metrics_addr)
+        chat = (config.port, config.tls_port) if tls_on else (config.port,)
+        if port and port in chat:
+            found.append(f"GOCHAT_METRICS_ADDR port {port} is also a chat port")
+    return found
+
+
+def _reason(exc: OSError) -> str:
+    """'address already in use', not asyncio's 'error while attempting to bind on ...'."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
 
 
 def advertised(address: tuple[Any, ...]) -> list[str]:
