@@ -131,14 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.event_loop == "asyncio":
         return asyncio.run(serve(config))
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # typed when installed
     except ImportError:
         if config.event_loop == "uvloop":
             print("gochat: GOCHAT_EVENT_LOOP=uvloop, but uvloop is not installed", file=sys.stderr)
             return 2
         return asyncio.run(serve(config))
-    log.info("using uvloop %s", uvloop.__version__)
-    return uvloop.run(serve(config))  # type: ignore[no-any-return]
+    log.info("using uvloop %s", getattr(uvloop, "__version__", "?"))
+    code: int = uvloop.run(serve(config))
+    return code
 
 
 if __name__ == "__main__":
