@@ -234,8 +234,7 @@ class Server:
             {
                 "GOCHAT_HOST": HOST,
                 "GOCHAT_PORT": str(self.port),
-                "GOCHAT_TLS_CERT": "/nonexistent/server.crt",
-                "GOCHAT_TLS_KEY": "/nonexistent/server.key",
+                "GOCHAT_TLS_CERT": "none",  # TLS off
                 "GOCHAT_RATE_MESSAGES": "0",
                 "GOCHAT_MAX_CONN_PER_IP": "0",
                 "GOCHAT_MAX_CONNECTIONS": "0",

@@ -61,8 +61,7 @@ class Server:
         env.update(
             GOCHAT_HOST="127.0.0.1",
             GOCHAT_PORT="0",
-            GOCHAT_TLS_CERT="/nonexistent/server.crt",
-            GOCHAT_TLS_KEY="/nonexistent/server.key",
+            GOCHAT_TLS_CERT="none",  # TLS off
             GOCHAT_COLOR="never",
             GOCHAT_DB="none",
             GOCHAT_LOG_LEVEL="WARNING",

@@ -1,10 +1,13 @@
 """`gochat --check-config`: would the daemon start, and what would it run?
 
 Settings were validated when the Config was built (a bad value already exits
-2 with the variable's name). Here come the checks that need the machine: the
-listen address resolves, ports do not collide, the certificate and key load,
-the database answers, the open-file limit fits the connection cap. Nothing is
-bound and no AI call is made, so it is safe to run beside a live daemon.
+2 with the variable's name). Here come the checks that need the machine, and
+they run start-up's own code: the certificate and key load as at start
+(gochat.tls), every port is bound and released again (ChatServer.bind), the
+database is opened, migrated and probed with a write as at start, in a
+transaction that is rolled back (a SQLite file the check had to create is
+removed). No AI call is made. Beside a running daemon the check therefore
+reports its ports as in use: that daemon's replacement could not start either.
 
 Every line goes to stdout; problems are `error:` lines (exit 2), doubts are
 `warning:` lines (exit 0).
@@ -18,7 +21,6 @@ import dataclasses
 import datetime
 import importlib
 import importlib.util
-import inspect
 import ipaddress
 import os
 import socket
@@ -32,6 +34,7 @@ from urllib.parse import urlsplit
 from gochat import __version__
 from gochat.config import Config, format_host_port, parse_host_port
 from gochat.logs import journal_stream
+from gochat.tls import TlsError, load_context, off_reason
 
 DB_TIMEOUT = 5.0
 """Seconds the database may take to answer."""
@@ -73,9 +76,9 @@ class Report:
 def check_config(config: Config, out: TextIO | None = None) -> int:
     """Run every check, print the report; 0 when gochat would start, 2 when not."""
     report = Report()
-    tls_on = _tls(config, report)
-    _listeners(config, report, tls_on)
+    tls = _tls(config, report)
     _metrics(config, report)
+    _listeners(config, report, tls)
     _store(config, report)
     _ai(config, report)
     _logs(config, report)
@@ -87,48 +90,46 @@ def check_config(config: Config, out: TextIO | None = None) -> int:
 # -- listeners ------------------------------------------------------------------
 
 
-def _listeners(config: Config, report: Report, tls_on: bool) -> None:
+def _listeners(config: Config, report: Report, tls: ssl.SSLContext | None) -> None:
     try:
         socket.getaddrinfo(config.host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         report.error(f"GOCHAT_HOST={config.host!r} does not resolve: {exc.strerror}")
-    report.lines.insert(0, ("plain", f"listen on {format_host_port(config.host, config.port)}"))
-    ports = [config.port]
-    if tls_on:
-        ports.append(config.tls_port)
-        if config.port and config.port == config.tls_port:
-            report.error(f"GOCHAT_PORT and GOCHAT_TLS_PORT are both {config.port}")
+        return
+    finally:
+        report.lines.insert(0, ("plain", f"listen on {format_host_port(config.host, config.port)}"))
+    ports = [config.port, config.tls_port] if tls else [config.port]
     if any(0 < port < 1024 for port in ports):
         report.warn(
             "ports below 1024 need CAP_NET_BIND_SERVICE (the contrib systemd unit grants none)"
         )
+    from gochat.server import ChatServer, StartupError  # the daemon's own binding code
 
-
-def _tls(config: Config, report: Report) -> bool:
-    """Load the certificate and key as the server would; return whether TLS would run."""
-    cert, key = config.tls_cert, config.tls_key
-    have_cert, have_key = os.path.exists(cert), os.path.exists(key)
-    if not (have_cert or have_key):
-        report.info("tls", f"off (no {cert} and {key})")
-        return False
-    if not (have_cert and have_key):
-        missing = key if have_cert else cert
-        report.info("tls", f"off ({missing} is missing)")
-        report.warn(f"TLS would be disabled: {missing} is missing")
-        return False
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert, key)
-    except PermissionError as exc:
-        report.error(f"cannot read {exc.filename or cert}: permission denied")
-        return False
-    except (ssl.SSLError, OSError) as exc:
-        report.error(f"cannot load TLS certificate {cert} / key {key}: {exc}")
-        return False
+        asyncio.run(ChatServer(config).check_bind(tls))
+    except StartupError as exc:
+        report.error(str(exc))
+
+
+def _tls(config: Config, report: Report) -> ssl.SSLContext | None:
+    """Load the certificate and key with the daemon's own code: the context TLS would use."""
+    reason = off_reason(config)
+    if reason is not None:
+        text, warn = reason
+        report.info("tls", f"off ({text})")
+        if warn:
+            report.warn(f"TLS would be disabled: {text}")
+        return None
+    try:
+        context = load_context(config)
+    except TlsError as exc:
+        report.info("tls", "cannot be loaded")
+        report.error(str(exc))
+        return None
+    cert = config.tls_cert
     detail = _certificate_detail(cert, report)
     report.info("tls", f"on, port {config.tls_port} ({cert}{detail})")
-    return True
+    return context
 
 
 def _certificate_detail(path: str, report: Report) -> str:
@@ -162,8 +163,6 @@ def _metrics(config: Config, report: Report) -> None:
     host, port = parse_host_port(config.metrics_addr)
     address = format_host_port(host, port)
     report.info("metrics", f"http://{address}/metrics and /healthz")
-    if port and port in (config.port, config.tls_port):
-        report.error(f"GOCHAT_METRICS_ADDR port {port} is also a chat port")
     if not _is_loopback(host):
         report.warn(
             f"/metrics and /healthz are served on {host} without authentication; firewall that port"
@@ -198,17 +197,8 @@ def _store(config: Config, report: Report) -> None:
         report.info("store", "cannot be loaded")
         report.error(f"the store module failed to load: {_one_line(exc)}")
         return
-    checker = getattr(store, "check", None)
-    if callable(checker):
-        try:
-            result = checker(config)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_bounded(result))
-        except Exception as exc:
-            report.info("store", "unreachable")
-            report.error(f"database check failed: {_one_line(exc)}")
-            return
-        report.info("store", str(result) if result else "ok")
+    if store is not None:
+        _open_store(config, store, report)
         return
     if setting is None:
         report.info("store", "none in this build (history is kept in memory)")
@@ -227,6 +217,37 @@ def _store(config: Config, report: Report) -> None:
             report.error(_one_line(exc))
             return
     check_database(value, report)
+
+
+def _open_store(config: Config, module: Any, report: Report) -> None:
+    """Open the store as start-up does (migrations and write probe), rolled back."""
+    try:
+        store = module.store_for(config.db)
+    except module.StoreError as exc:
+        report.info("store", _mask_password(config.db))
+        report.error(str(exc))
+        return
+    if store is None:
+        report.info("store", f"off (GOCHAT_DB={config.db.strip()!r}; history is kept in memory)")
+        return
+
+    async def open_and_close() -> None:
+        try:
+            await store.open(check=True)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(_bounded(open_and_close()))
+    except module.StoreError as exc:
+        report.info("store", store.description)
+        report.error(str(exc))
+        return
+    except TimeoutError:
+        report.info("store", store.description)
+        report.error(f"{store.description} did not answer within {DB_TIMEOUT:g} s")
+        return
+    report.info("store", f"{store.description} (opened, writable)")
 
 
 def _store_module() -> Any:

@@ -95,7 +95,11 @@ def env_template() -> str:
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGINT/SIGTERM; a second signal exits at once."""
+    """Run until SIGINT/SIGTERM; a second signal exits at once. SIGHUP reloads TLS.
+
+    Without a SIGHUP handler the default action killed the daemon at once (exit
+    129): no goodbye, no log line, the store's queued writes lost.
+    """
     server = ChatServer(config)
     try:
         await server.start()
@@ -114,6 +118,8 @@ async def serve(config: Config) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        loop.add_signal_handler(signal.SIGHUP, server.reload)
     await stop.wait()
     await server.shutdown()
     return 0
@@ -125,14 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.event_loop == "asyncio":
         return asyncio.run(serve(config))
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # typed when installed
     except ImportError:
         if config.event_loop == "uvloop":
             print("gochat: GOCHAT_EVENT_LOOP=uvloop, but uvloop is not installed", file=sys.stderr)
             return 2
         return asyncio.run(serve(config))
-    log.info("using uvloop %s", uvloop.__version__)
-    return uvloop.run(serve(config))  # type: ignore[no-any-return]
+    log.info("using uvloop %s", getattr(uvloop, "__version__", "?"))
+    code: int = uvloop.run(serve(config))
+    return code
 
 
 if __name__ == "__main__":

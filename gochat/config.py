@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
@@ -77,7 +78,11 @@ class Config:
         8443, "GOCHAT_TLS_PORT", "TLS port, used when the cert and key exist", flag="--tls-port"
     )
     tls_cert: str = _setting(
-        "certs/server.crt", "GOCHAT_TLS_CERT", "TLS certificate (PEM)", flag="--tls-cert"
+        "certs/server.crt",
+        "GOCHAT_TLS_CERT",
+        "TLS certificate (PEM); none = TLS off. Set but missing or not matching the key: "
+        "gochat does not start",
+        flag="--tls-cert",
     )
     tls_key: str = _setting(
         "certs/server.key", "GOCHAT_TLS_KEY", "TLS private key (PEM)", flag="--tls-key"
@@ -262,6 +267,8 @@ class Config:
     history_days: float = _setting(
         0.0, "GOCHAT_HISTORY_DAYS", "days messages are kept in the store (0 = forever)", minimum=0
     )
+    # -- not a setting: which of the above the operator gave (environment, .env or flag)
+    explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def zone(self) -> datetime.tzinfo | None:
@@ -288,7 +295,8 @@ class Config:
         """Read GOCHAT_* variables, apply flag overrides, validate; raise ConfigError."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        given: set[str] = set()
+        for f in _SETTINGS:
             meta = f.metadata
             raw = env.get(meta["env"])
             if (raw is None or not raw.strip()) and meta["fallback_env"]:
@@ -298,16 +306,20 @@ class Config:
                 continue
             if raw is not None and raw.strip() != "":
                 values[f.name] = _convert(f, raw.strip())
+                given.add(f.name)
         for name, value in (overrides or {}).items():
             if value is not None:
                 f = _FIELDS[name]
                 values[name] = _convert(f, str(value))
-        config = cls(**values)
+                given.add(name)
+        config = cls(**values, explicit=frozenset(given))
         _check_ranges(config)
         return config
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_SETTINGS = tuple(f for f in dataclasses.fields(Config) if "env" in f.metadata)
+"""The fields that are settings (`explicit` is bookkeeping, not a setting)."""
+_FIELDS = {f.name: f for f in _SETTINGS}
 
 
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
@@ -320,7 +332,10 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
         if f.type in ("int", int):
             return int(raw)
         if f.type in ("float", float):
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):  # nan slips past every `minimum` comparison
+                raise ValueError("not a finite number")
+            return number
         if meta["choices"]:
             value = raw.upper() if f.name == "log_level" else raw.lower()
             if value not in meta["choices"]:
@@ -339,7 +354,7 @@ def _reason(exc: ValueError) -> str:
 
 
 def _check_ranges(config: Config) -> None:
-    for f in dataclasses.fields(config):
+    for f in _SETTINGS:
         minimum = f.metadata["minimum"]
         value = getattr(config, f.name)
         if minimum is not None and value < minimum:
@@ -355,7 +370,7 @@ def _check_ranges(config: Config) -> None:
 def settings() -> Iterator[tuple[dataclasses.Field[Any], str]]:
     """Every setting with its default as written in an env file, for --help, .env and README."""
     defaults = Config()
-    for f in dataclasses.fields(Config):
+    for f in _SETTINGS:
         value = getattr(defaults, f.name)
         if f.metadata.get("secret") or f.name == "no_color":
             shown = ""

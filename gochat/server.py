@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gochat.chat import ChatCore
-from gochat.config import Config
+from gochat.config import Config, format_host_port, parse_host_port
 from gochat.events import Farewell, Raw
 from gochat.journal import Journal, open_journal
 from gochat.metrics import MetricsServer
@@ -28,6 +29,7 @@ from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
 from gochat.session import NAME_PROMPT, Session, drop_closing
 from gochat.store import Store, StoreError
+from gochat.tls import TlsError, load_context, off_reason
 from gochat.wire import encode
 
 log = logging.getLogger("gochat.server")
@@ -79,6 +81,7 @@ class ChatServer:
         self.sessions: set[Session] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ports: dict[str, int] = {}
+        self.tls: ssl.SSLContext | None = None  # what new TLS connections use; see reload()
         self._listeners: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._banners = {
@@ -101,43 +104,75 @@ class ChatServer:
     # -- start ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the listeners and start the background chores."""
+        """Open the store, load TLS, bind every port, start the background chores.
+
+        Each step that can refuse to start is shared with --check-config (the
+        store's open, gochat.tls, bind), so the check and start-up cannot disagree.
+        """
         self._loop = asyncio.get_running_loop()
         try:  # lobbies and history first: nothing is served before they are back
             self.journal = await open_journal(self.config, self.core, self._store)
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self.started_at, self.started_wall = self.monotonic(), time.time()
-        config = self.config
-        tls = self._tls_context()
-        plain = await self._listen("plain", config.port, None)
-        self._listeners.append(plain)
-        if tls is not None:
-            self._listeners.append(await self._listen("tls", config.tls_port, tls))
-        for name, port in self.ports.items():
-            log.info("listening (%s) on %s:%d", name, config.host, port)
-        lan = lan_address()
-        if lan:
-            log.info("LAN address: %s (nc %s %d)", lan, lan, self.ports["plain"])
+        self.tls = self._tls_context()
+        await self.bind()
+        for name, listener in zip(("plain", "tls"), self._listeners, strict=False):
+            bound = [sock.getsockname() for sock in listener.sockets]
+            shown = ", ".join(format_host_port(address[0], address[1]) for address in bound)
+            log.info("listening (%s) on %s", name, shown)
+            if name == "plain":
+                for address in bound:
+                    for lan in advertised(address):
+                        if lan != address[0]:  # a wildcard: say where others reach it
+                            log.info("LAN address: %s (nc %s %d)", lan, lan, address[1])
         log.info("%s", self.assistant.status())
-        if config.metrics_addr:
-            await self._start_metrics()
         self.spawn(self._prune_lobbies())
 
-    async def _listen(self, name: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+    async def bind(self) -> None:
+        """Bind the chat listeners (TLS if self.tls is set) and the metrics endpoint.
+
+        --check-config runs this too (see check_bind), so a port in use or two
+        settings naming one port fail the check exactly as they fail start-up.
+        """
+        self._loop = asyncio.get_running_loop()
+        config = self.config
+        for conflict in port_conflicts(config, self.tls is not None):
+            raise StartupError(conflict)
+        self._listeners.append(await self._listen("plain", config.port))
+        if self.tls is not None:
+            self._listeners.append(await self._listen("tls", config.tls_port))
+        if config.metrics_addr:
+            await self._start_metrics()
+
+    async def check_bind(self, tls: ssl.SSLContext | None) -> None:
+        """--check-config: bind every port as start() would, then let go; StartupError."""
+        self.tls = tls
+        try:
+            await self.bind()
+        finally:
+            if self.metrics is not None:
+                await self.metrics.close()
+            for listener in self._listeners:
+                listener.close()
+                await listener.wait_closed()
+            self._listeners.clear()
+
+    async def _listen(self, name: str, port: int) -> asyncio.Server:
+        tls = name == "tls"
         try:
             server = await self.loop.create_server(
                 # TLS starts in the session, after admission: handshakes count as connections.
-                lambda: Session(self, name, tls),
+                # The context is read per connection, so a SIGHUP reload reaches new ones.
+                lambda: Session(self, name, self.tls if tls else None),
                 self.config.host,
                 port,
                 reuse_address=True,
                 backlog=1024,
             )
         except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {self.config.host}:{port} ({name}): {exc.strerror or exc}"
-            ) from None
+            address = format_host_port(self.config.host, port)
+            raise StartupError(f"cannot listen on {address} ({name}): {_reason(exc)}") from None
         self.ports[name] = server.sockets[0].getsockname()[1]
         return server
 
@@ -147,27 +182,51 @@ class ChatServer:
             self.ports["metrics"] = await metrics.start()
         except OSError as exc:
             raise StartupError(
-                f"cannot serve metrics on {self.config.metrics_addr}: {exc.strerror or exc}"
+                f"cannot serve metrics on {self.config.metrics_addr}: {_reason(exc)}"
             ) from None
         self.metrics = metrics
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        cert, key = self.config.tls_cert, self.config.tls_key
-        have_cert, have_key = os.path.exists(cert), os.path.exists(key)
-        if not (have_cert and have_key):
-            if have_cert or have_key:
-                missing = key if have_cert else cert
-                log.warning("TLS disabled: %s is missing", missing)
-            else:
-                log.info("TLS disabled: no %s and %s (see certs/README.md)", cert, key)
+        """The TLS context, or None when TLS is off as configured (see gochat.tls)."""
+        reason = off_reason(self.config)
+        if reason is not None:
+            text, warn = reason
+            log.log(logging.WARNING if warn else logging.INFO, "TLS disabled: %s", text)
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            context.load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as exc:
-            raise StartupError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
-        return context
+            return load_context(self.config)
+        except TlsError as exc:
+            raise StartupError(str(exc)) from None
+
+    def reload(self) -> None:
+        """SIGHUP: load the TLS certificate and key again (certbot renewed them).
+
+        New handshakes use the new pair; connections already up keep theirs. A
+        pair that does not load is refused with a log line and the old one stays.
+        Nothing else is re-read: other settings need a restart, and so does
+        turning TLS on when it was off at start (the TLS port was never bound).
+        """
+        if self.tls is None:
+            if off_reason(self.config) is None:
+                log.warning(
+                    "SIGHUP: TLS was off at start; enabling it needs a restart "
+                    "(nothing reloaded; other settings need a restart too)"
+                )
+            else:
+                log.info("SIGHUP: nothing to reload (TLS is off; settings need a restart)")
+            return
+        try:
+            context = load_context(self.config)
+        except TlsError as exc:
+            log.error("SIGHUP: %s; new connections keep the previous certificate", exc)
+            return
+        self.tls = context
+        log.info(
+            "SIGHUP: reloaded TLS certificate %s and key %s for new connections "
+            "(other settings need a restart)",
+            self.config.tls_cert,
+            self.config.tls_key,
+        )
 
     # -- admission --------------------------------------------------------------
 
@@ -314,12 +373,54 @@ class ChatServer:
                 unsent[session] = size
 
 
-def lan_address() -> str | None:
+def port_conflicts(config: Config, tls_on: bool) -> list[str]:
+    """Settings that name one port twice (start-up and --check-config both ask)."""
+    found = []
+    if tls_on and config.port and config.port == config.tls_port:
+        found.append(f"GOCHAT_PORT and GOCHAT_TLS_PORT are both {config.port}")
+    if config.metrics_addr:
+        _host, port = parse_host_port(config.metrics_addr)
+        chat = (config.port, config.tls_port) if tls_on else (config.port,)
+        if port and port in chat:
+            found.append(f"GOCHAT_METRICS_ADDR port {port} is also a chat port")
+    return found
+
+
+def _reason(exc: OSError) -> str:
+    """'address already in use', not asyncio's 'error while attempting to bind on ...'."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
+def advertised(address: tuple[Any, ...]) -> list[str]:
+    """The addresses that reach a listener bound to `address` (a getsockname() tuple).
+
+    A listener on one address is reached there only. One on 0.0.0.0 or :: is
+    reached on every address of its family assigned to this machine; the
+    LAN address is offered only if it is one of those (a bind to it works),
+    never an address nothing listens on.
+    """
+    host = address[0]
+    if host not in ("0.0.0.0", "::"):
+        return [host]
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    lan = lan_address(family)
+    if lan is None:
+        return []
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((lan, 0))  # EADDRNOTAVAIL unless the address is ours
+    except OSError:
+        return []
+    return [lan]
+
+
+def lan_address(family: socket.AddressFamily = socket.AF_INET) -> str | None:
     """The address other machines on the LAN would reach us on (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+    target = ("2001:db8::1", 1) if family == socket.AF_INET6 else ("10.255.255.255", 1)
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.connect(("10.255.255.255", 1))
-            address = probe.getsockname()[0]
+            probe.connect(target)
+            address: str = probe.getsockname()[0]
         except OSError:
             return None
-    return None if address.startswith("127.") else address
+    return None if ipaddress.ip_address(address).is_loopback else address

@@ -206,8 +206,7 @@ def daemon_env(**settings: str) -> dict[str, str]:
         GOCHAT_HOST="127.0.0.1",
         GOCHAT_PORT="0",
         GOCHAT_TLS_PORT="0",
-        GOCHAT_TLS_CERT="/nonexistent/server.crt",
-        GOCHAT_TLS_KEY="/nonexistent/server.key",
+        GOCHAT_TLS_CERT="none",  # TLS off, whatever certs/ holds
         GOCHAT_COLOR="never",
         GOCHAT_BCRYPT_ROUNDS="4",
         GOCHAT_LOG_LEVEL="INFO",
@@ -237,15 +236,25 @@ def loopback_alias_works(address: str) -> bool:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate and key, made with the openssl CLI."""
-    folder = tmp_path_factory.mktemp("certs")
+def self_signed(folder: Path, common_name: str = "localhost") -> tuple[Path, Path]:
+    """A throwaway self-signed certificate and key in `folder`, made with the openssl CLI."""
     crt, key = folder / "server.crt", folder / "server.key"
     command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    command += ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)]
+    command += ["-subj", f"/CN={common_name}", "-keyout", str(key), "-out", str(crt)]
     subprocess.run(command, check=True, capture_output=True, timeout=30)
     return crt, key
+
+
+@pytest.fixture(scope="session")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate and key (CN=localhost)."""
+    return self_signed(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def other_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A second pair (CN=renewed): a renewal, or a key that does not match `cert`."""
+    return self_signed(tmp_path_factory.mktemp("certs"), "renewed")
 
 
 def tls_client_context() -> ssl.SSLContext:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from gochat.cli import build_parser
 from gochat.config import Config, ConfigError, settings
 
-from .conftest import ROOT
+from .conftest import ROOT, daemon_env
 
 
 def test_defaults_are_the_documented_ones():
@@ -70,3 +72,38 @@ def test_env_example_and_readme_document_every_setting():
         env = f.metadata["env"]
         assert re.search(rf"^#?\s*{env}={re.escape(default)}\s*$", example, re.M), env
         assert f"`{env}`" in readme, env
+
+
+FLOAT_SETTINGS = [
+    f.metadata["env"]
+    for f, _ in settings()
+    if f.type in ("float", float) and f.metadata["parse"] is None
+]
+
+
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", "Infinity", "1e999"])
+@pytest.mark.parametrize("env", FLOAT_SETTINGS)
+def test_non_finite_floats_are_refused(env, raw):
+    """float() takes 'nan' and 'inf'; nan then passes every `minimum` comparison.
+
+    GOCHAT_NAME_TIMEOUT=nan made every connection fail with a traceback, and
+    no float setting has a use for infinity (0 already means "no limit" where
+    one is meant), so a non-finite value is one error naming the setting.
+    """
+    with pytest.raises(ConfigError, match=rf"^{env}='{raw}': not a finite number$"):
+        Config.from_env({env: raw})
+
+
+def test_non_finite_flag_exits_2_with_one_line():
+    """Through the command line: exit 2 and the usual `invalid setting` line, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gochat", "--env-file", os.devnull],
+        env={**daemon_env(), "GOCHAT_NAME_TIMEOUT": "nan"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr == "gochat: invalid setting: GOCHAT_NAME_TIMEOUT='nan': not a finite number\n"
+    )

@@ -322,6 +322,19 @@ class Daemon:
     def port(self) -> int:
         return self.port_found.result()
 
+    async def wait_for(self, pattern: str, timeout: float = 10.0, after: int = 0) -> re.Match[str]:
+        """The first stderr line from index `after` on that matches `pattern` (bounded wait)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for line in self.lines[after:]:
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.reader.done() or loop.time() > deadline:
+                raise AssertionError(f"no {pattern!r} in gochat's log:\n" + self.stderr)
+            await asyncio.sleep(0.01)
+
     @property
     def stderr(self) -> str:
         return "".join(self.lines)

@@ -18,9 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from gochat import journal as journal_module
 from gochat.config import Config
 from gochat.events import ChatMessage, DirectMessage
-from gochat import journal as journal_module
 from gochat.journal import Journal
 from gochat.store import (
     DeleteLobby,

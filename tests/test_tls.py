@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import sqlite3
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gochat.server import ChatServer
 
-from .conftest import ServerFactory, test_config, tls_client_context, wait_until
+from .conftest import (
+    ChatClient,
+    ServerFactory,
+    daemon_env,
+    self_signed,
+    test_config,
+    tls_client_context,
+    wait_until,
+)
+from .test_persistence_e2e import Daemon, daemons  # noqa: F401 - fixture
 
 TIMEOUT = 5.0
 
@@ -173,3 +188,238 @@ def test_many_eager_tls_clients_under_uvloop(cert):
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(scenario(), 60))
+
+
+# -- TLS files the operator named ----------------------------------------------------
+
+
+def run_gochat(cwd: Path, *args: str, **env: str) -> tuple[int | None, str]:
+    """`python -m gochat ARGS` in `cwd`: (exit status, stderr), or (None, stderr) when
+    it got as far as listening (it is then stopped with SIGTERM)."""
+    settings = daemon_env(**env)
+    for name in ("GOCHAT_TLS_CERT", "GOCHAT_TLS_KEY"):
+        if name not in env:
+            settings.pop(name, None)  # the default, certs/server.*, absent in `cwd`
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gochat", "--env-file", os.devnull, *args],
+        cwd=cwd,
+        env=settings,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if "--check-config" in args else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        if "--check-config" in args:
+            out, err = proc.communicate(timeout=60)
+            return proc.returncode, out + err
+        lines = []
+        deadline = time.monotonic() + 30
+        for line in proc.stderr:  # ends when gochat exits
+            lines.append(line)
+            if "listening (plain)" in line:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                return None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+        return proc.wait(timeout=30), "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def one_error_line(stderr: str) -> str:
+    """The daemon's single ERROR line (it must be the only one)."""
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+def tls_cases(tmp_path: Path, cert: tuple[Path, Path], other: tuple[Path, Path]):
+    missing = str(tmp_path / "missing.crt"), str(tmp_path / "missing.key")
+    crt, key = map(str, cert)
+    return {
+        "both missing": (
+            {"GOCHAT_TLS_CERT": missing[0], "GOCHAT_TLS_KEY": missing[1]},
+            f"GOCHAT_TLS_CERT={missing[0]}: no such file",
+        ),
+        "key missing": (
+            {"GOCHAT_TLS_CERT": crt, "GOCHAT_TLS_KEY": missing[1]},
+            f"GOCHAT_TLS_KEY={missing[1]}: no such file",
+        ),
+        "only the cert set, default key absent": (
+            {"GOCHAT_TLS_CERT": crt},
+            "GOCHAT_TLS_KEY=certs/server.key: no such file",
+        ),
+        "key of another certificate": (
+            {"GOCHAT_TLS_CERT": crt, "GOCHAT_TLS_KEY": str(other[1])},
+            f"GOCHAT_TLS_KEY={other[1]} does not match the certificate GOCHAT_TLS_CERT={crt}",
+        ),
+        "certificate where the key should be": (
+            {"GOCHAT_TLS_CERT": crt, "GOCHAT_TLS_KEY": crt},
+            f"GOCHAT_TLS_KEY={crt}: not a PEM private key",
+        ),
+        "key where the certificate should be": (
+            {"GOCHAT_TLS_CERT": key, "GOCHAT_TLS_KEY": key},
+            f"GOCHAT_TLS_CERT={key}: not a PEM certificate",
+        ),
+    }
+
+
+CASES = [
+    "both missing",
+    "key missing",
+    "only the cert set, default key absent",
+    "key of another certificate",
+    "certificate where the key should be",
+    "key where the certificate should be",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_tls_files_the_operator_named_must_work(tmp_path, cert, other_cert, case):
+    """Set explicitly, a missing or wrong file stops the daemon (exit 2, one line naming
+    it) and fails --check-config with the same line. It used to turn TLS off silently
+    (missing) or say `[SSL] PEM lib` (wrong file)."""
+    env, message = tls_cases(tmp_path, cert, other_cert)[case]
+    code, stderr = run_gochat(tmp_path, **env)
+    assert code == 2, stderr
+    assert one_error_line(stderr).endswith(f"ERROR   gochat: {message}"), stderr
+    code, report = run_gochat(tmp_path, "--check-config", **env)
+    assert code == 2, report
+    assert f"error: {message}\n" in report
+
+
+def test_tls_files_named_by_flag_or_env_file(tmp_path):
+    """A flag or a line in .env is as explicit as the environment."""
+    missing = str(tmp_path / "missing.crt")
+    code, stderr = run_gochat(tmp_path, "--tls-cert", missing)
+    assert code == 2 and f"GOCHAT_TLS_CERT={missing}: no such file" in stderr, stderr
+    env_file = tmp_path / "gochat.env"
+    env_file.write_text(f"GOCHAT_TLS_CERT={missing}\n")
+    code, stderr = run_gochat(tmp_path, "--env-file", str(env_file))
+    assert code == 2 and f"GOCHAT_TLS_CERT={missing}: no such file" in stderr, stderr
+
+
+def test_default_tls_files_may_be_absent(tmp_path):
+    """Nothing set and no certs/ here: TLS is simply off, and the check agrees."""
+    code, stderr = run_gochat(tmp_path)
+    assert code is None, stderr
+    assert "TLS disabled" in stderr and " ERROR " not in stderr
+    code, report = run_gochat(tmp_path, "--check-config")
+    assert code == 0, report
+    assert "tls       off" in report
+
+
+def test_tls_cert_none_turns_tls_off(tmp_path):
+    """GOCHAT_TLS_CERT=none: TLS off on purpose, even with certs/server.* present."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    self_signed(certs)
+    code, stderr = run_gochat(tmp_path, GOCHAT_TLS_CERT="none")
+    assert code is None, stderr
+    assert "listening (tls)" not in stderr and "TLS disabled" in stderr
+
+
+# -- SIGHUP: a renewed certificate without a restart -----------------------------------
+
+
+async def peer_certificate(port: int) -> bytes:
+    """The certificate a new TLS connection to `port` is shown (DER)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=tls_client_context()), TIMEOUT
+    )
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        await asyncio.wait_for(reader.readuntil(b"Enter your username: "), TIMEOUT)
+    finally:
+        writer.close()
+    assert der
+    return bytes(der)
+
+
+def der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def install(pair: tuple[Path, Path], cert: Path, key: Path) -> None:
+    """What certbot's deploy hook does: new files at the configured paths."""
+    cert.write_bytes(pair[0].read_bytes())
+    key.write_bytes(pair[1].read_bytes())
+
+
+async def test_sighup_reloads_the_certificate_and_loses_nothing(
+    tmp_path,
+    cert,
+    other_cert,
+    daemons,  # noqa: F811
+):
+    """SIGHUP: still running, a log line, new handshakes get the renewed pair; a bad pair
+    is refused with a log line and the last good one stays; chat from before the
+    signal is in the store after SIGTERM. SIGHUP used to kill the daemon (exit 129)."""
+    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
+    install(cert, live_cert, live_key)
+    db = tmp_path / "chat.db"
+    daemon = await Daemon.start(
+        str(tmp_path),
+        str(db),
+        GOCHAT_TLS_CERT=str(live_cert),
+        GOCHAT_TLS_KEY=str(live_key),
+        GOCHAT_FLUSH_MS="600000",  # nothing reaches the store before shutdown
+    )
+    daemons.append(daemon)
+    tls_port = int((await daemon.wait_for(r"listening \(tls\) on 127\.0\.0\.1:(\d+)"))[1])
+    assert await peer_certificate(tls_port) == der(cert[0])
+    alice = await ChatClient.connect(daemon.port)
+    try:
+        await alice.login("alice")
+        await alice.send("said before the reload")
+        await alice.expect("said before the reload")
+
+        install(other_cert, live_cert, live_key)
+        seen = len(daemon.lines)
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = (await daemon.wait_for(r".*SIGHUP: .*", after=seen))[0]
+        assert "reloaded TLS certificate" in line and str(live_cert) in line, line
+        assert daemon.proc.returncode is None
+        assert await peer_certificate(tls_port) == der(other_cert[0])
+
+        live_key.write_bytes(cert[1].read_bytes())  # half a renewal: the key does not match
+        seen = len(daemon.lines)
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = (await daemon.wait_for(r".*SIGHUP: .*", after=seen))[0]
+        assert " ERROR " in line and "does not match the certificate" in line, line
+        assert "keep" in line
+        assert await peer_certificate(tls_port) == der(other_cert[0])
+
+        await alice.send("said after the reloads")  # the old connection never noticed
+        await alice.expect("said after the reloads")
+    finally:
+        await alice.close()
+    assert await daemon.stop(signal.SIGTERM) == 0, daemon.stderr
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        bodies = [row[0] for row in conn.execute("SELECT body FROM messages ORDER BY id")]
+    assert bodies == ["said before the reload", "said after the reloads"]
+
+
+async def test_sighup_with_tls_off_says_a_restart_is_needed(tmp_path, daemons):  # noqa: F811
+    """TLS off at start (no certs/), files appear, SIGHUP: the daemon keeps running and
+    says that turning TLS on takes a restart (the TLS port was never bound)."""
+    daemon = await Daemon.start(str(tmp_path), "none", GOCHAT_TLS_CERT="")
+    daemons.append(daemon)
+    (tmp_path / "certs").mkdir()
+    self_signed(tmp_path / "certs")
+    seen = len(daemon.lines)
+    daemon.proc.send_signal(signal.SIGHUP)
+    line = (await daemon.wait_for(r".*SIGHUP: .*", after=seen))[0]
+    assert "needs a restart" in line, line
+    client = await ChatClient.connect(daemon.port)
+    try:
+        await client.login("still")
+    finally:
+        await client.close()
+    assert await daemon.stop(signal.SIGTERM) == 0

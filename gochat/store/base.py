@@ -79,8 +79,14 @@ class Store(ABC):
     description: str = "store"
 
     @abstractmethod
-    async def open(self) -> None:
-        """Connect and create or migrate the schema; raise StoreError (SchemaTooNew)."""
+    async def open(self, *, check: bool = False) -> None:
+        """Connect, create or migrate the schema and probe a write; raise StoreError.
+
+        The probe is there because a database can open and then refuse every
+        write (an immutable or read-only file): the daemon must not start on it.
+        `check` (for --check-config) does all of it in a transaction that is
+        rolled back, so the check leaves the database as it found it.
+        """
 
     @abstractmethod
     async def close(self) -> None:

@@ -35,6 +35,8 @@ from gochat.store.sqlite import (
     EXPIRE_MESSAGES,
     INSERT_DIRECT,
     INSERT_MESSAGE,
+    PROBE_DELETE,
+    PROBE_INSERT,
     SELECT_DIRECT,
     SELECT_LOBBIES,
     SELECT_RECENT,
@@ -135,10 +137,10 @@ class PostgresStore(Store):
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, check: bool = False) -> None:
         try:
             conn = await self._connection()
-            async with conn.transaction():
+            async with conn.transaction(force_rollback=check):
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 await conn.execute(MIGRATIONS_TABLE)
                 cursor = await conn.execute("SELECT MAX(version) FROM gochat_migrations")
@@ -157,6 +159,12 @@ class PostgresStore(Store):
                         "VALUES (%s, %s, %s)",
                         (version, description, time.time()),
                     )
+                try:
+                    await conn.execute(_pg(PROBE_INSERT))
+                    await conn.execute(_pg(PROBE_DELETE))
+                except psycopg.Error as exc:
+                    detail = str(exc).strip().replace("\n", " ") or type(exc).__name__
+                    raise StoreError(f"cannot write to {self.description}: {detail}") from None
         except StoreError:
             await self.close()
             raise

@@ -78,6 +78,11 @@ MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS gochat_migrations (
     description TEXT NOT NULL,
     applied_at REAL NOT NULL
 )"""
+# The write probe (shared with PostgreSQL): a row in and out again, inside the open's
+# transaction. A read-only database fails here instead of at the first chat line.
+PROBE_INSERT = """INSERT INTO gochat_migrations (version, description, applied_at)
+    VALUES (-1, 'write probe', 0)"""
+PROBE_DELETE = "DELETE FROM gochat_migrations WHERE version = -1"
 
 # Statements shared with the PostgreSQL backend (which swaps ? for %s).
 UPSERT_LOBBY = """INSERT INTO lobbies
@@ -217,14 +222,15 @@ class SQLiteStore(Store):
         self.migrations = tuple(migrations)
         self._db: sqlite3.Connection | None = None
         self._worker: _Worker | None = None
+        self._created_by_check = False  # remove the file again at close
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, check: bool = False) -> None:
         if self._worker is None:
             self._worker = _Worker("gochat-sqlite")
         try:
-            await self._worker.call(self._open)
+            await self._worker.call(self._open, check)
         except StoreError:
             await self.close()
             raise
@@ -232,20 +238,24 @@ class SQLiteStore(Store):
             await self.close()
             raise StoreError(f"cannot open {self.description}: {exc}") from None
 
-    def _open(self) -> None:
+    def _open(self, check: bool) -> None:
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(parent):
                 raise StoreError(
                     f"cannot open {self.description}: directory {parent} does not exist"
                 )
+            self._created_by_check = check and not os.path.exists(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
         self._db = db
         db.execute("PRAGMA journal_mode=WAL").fetchone()
         db.execute("PRAGMA synchronous=NORMAL")  # in WAL: durable across crashes of the process
-        db.execute(MIGRATIONS_TABLE)
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to {self.description}: {exc}") from None
+        try:
+            db.execute(MIGRATIONS_TABLE)
             current = db.execute("SELECT MAX(version) FROM gochat_migrations").fetchone()[0] or 0
             latest = self.migrations[-1][0] if self.migrations else 0
             if current > latest:
@@ -260,9 +270,15 @@ class SQLiteStore(Store):
                     "VALUES (?, ?, ?)",
                     (version, description, time.time()),
                 )
-            db.execute("COMMIT")
+            try:
+                db.execute(PROBE_INSERT)
+                db.execute(PROBE_DELETE)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write to {self.description}: {exc}") from None
+            db.execute("ROLLBACK" if check else "COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     async def close(self) -> None:
@@ -277,6 +293,11 @@ class SQLiteStore(Store):
         db, self._db = self._db, None
         if db is not None:
             db.close()
+        if self._created_by_check:  # --check-config leaves no new file behind
+            self._created_by_check = False
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path + suffix)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._worker is None:
