@@ -123,7 +123,7 @@ class Daemon:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[list[Daemon]]:
+async def daemon() -> AsyncIterator[list[Daemon]]:
     """Daemons a test starts (`Daemon.start` and append); any still running is killed."""
     running: list[Daemon] = []
     yield running
@@ -361,17 +361,23 @@ def test_bcrypt_rounds_4_to_16(tmp_path):
 
 async def test_sigint_is_a_graceful_shutdown(daemon, tmp_path):
     """SIGINT: every client gets the goodbye, the store is flushed, exit 0."""
-    d = await start(daemon, tmp_path, GOCHAT_DB="none")
+    db = tmp_path / "gochat.db"
+    d = await start(daemon, tmp_path, GOCHAT_DB=str(db), GOCHAT_FLUSH_MS="60000")
     alice = await (await ChatClient.connect(d.port)).login("alice")
     try:
+        await alice.send("said just before the signal")
+        await alice.expect("╰─> said just before the signal")
         d.proc.send_signal(signal.SIGINT)
         assert SHUTDOWN_NOTICE in await alice.read_until_closed()
         assert await d.exit_code() == 0
     finally:
         await alice.close()
     assert "SIGINT received: shutting down" in d.stderr
-    assert "shutdown complete" in d.stderr
+    assert "store: all writes saved" in d.stderr and "shutdown complete" in d.stderr
     assert "Traceback" not in d.stderr
+    with contextlib.closing(sqlite3.connect(db)) as check:
+        bodies = [row[0] for row in check.execute("SELECT body FROM messages")]
+    assert bodies == ["said just before the signal"]  # written at shutdown, not by a flush
 
 
 async def test_second_signal_exits_at_once(daemon, tmp_path):
