@@ -202,14 +202,14 @@ async def test_lobby_description_limit_is_200_characters(server, connect):
 
 
 async def test_lobby_password_limit_is_72_bytes(connect):
-    """A 72-byte password makes a private lobby; 73 bytes (37 'é') get the limit named."""
+    """A 72-byte password makes a private lobby; 73 bytes (37 characters) get the limit named."""
     alice = await connect("alice")
-    await alice.send("/create vault " + "é" * 37 + " too long")  # 37 characters, 74 bytes
+    await alice.send("/create vault " + "é" * 36 + "x too long")  # 37 characters, 73 bytes
     await alice.expect("Password too long (the limit is 72 bytes).")
     await alice.send("/create vault " + "é" * 36 + " just right")  # 72 bytes
     await alice.expect("Lobby #vault created (private")
     bob = await connect("bob")
-    await bob.send("/join vault " + "é" * 37)
+    await bob.send("/join vault " + "é" * 36 + "x")
     await bob.expect("Password too long (the limit is 72 bytes).")
     await bob.send("/join vault " + "é" * 36)
     await bob.expect("You are now in #vault")
