@@ -149,6 +149,11 @@ class Journal:
         """Writes not yet committed (queued plus in flight)."""
         return len(self._queue) + len(self._pinned) + self._inflight
 
+    @property
+    def healthy(self) -> bool:
+        """False from a failed write until the next good one."""
+        return self.failures == 0
+
     # -- the writer task ---------------------------------------------------------------
 
     def start(self) -> None:

@@ -10,17 +10,14 @@ a bounded request head, a read timeout, `Connection: close`, a cap on
 connections at once. It binds loopback unless `GOCHAT_METRICS_ADDR` names
 another host, and it has no authentication: keep it off the internet.
 
-What the collector reads, all optional and read with getattr so a missing
-piece shows as absent rather than as an error:
+What the collector reads:
 
-- `server.assistant`: `enabled: bool`, `in_flight: int`,
-  `outcomes: Mapping[str, int]` (requests by outcome, a fixed small set of
-  keys), `durations: DurationHistogram` (seconds per answered request).
-- the store journal (`server.journal` or `server.core.journal`):
-  `pending: int` (or `queue_depth`), `written: int`, `dropped: int`,
-  `failures: int` (failed attempts since the last good write; or `healthy`),
-  `last_flush_seconds: float | None`, `flush_durations: DurationHistogram`,
-  `flush_errors: int`, and `backend: str` (else taken from its store's class).
+- `server.assistant` (`gochat.rox.Rox`): `enabled`, `in_flight`, `outcomes`
+  (finished questions by outcome, a fixed small set of keys) and `durations`
+  (seconds per request at the model).
+- `server.journal` (`gochat.journal.Journal`, None when GOCHAT_DB=none):
+  `pending`, `written`, `dropped`, `healthy`, `flush_errors`,
+  `last_flush_seconds`, `flush_durations` and its store's `backend`.
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -46,7 +43,9 @@ from gochat import __version__
 from gochat.config import format_host_port, parse_host_port
 
 if TYPE_CHECKING:
+    from gochat.journal import Journal
     from gochat.server import ChatServer
+    from gochat.stats import DurationHistogram
 
 log = logging.getLogger("gochat.metrics")
 
@@ -74,104 +73,45 @@ COUNTERS = (
 # -- reading the server ---------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | float):
-        return int(value)
-    return None
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def assistant_of(server: ChatServer) -> Any:
-    return getattr(server, "assistant", None)
-
-
-def journal_of(server: ChatServer) -> Any:
-    for owner in (server, getattr(server, "core", None), getattr(server, "store", None)):
-        journal = getattr(owner, "journal", None)
-        if journal is not None:
-            return journal
-    return None
-
-
-def queue_depth(journal: Any) -> int | None:
-    depth = _int(getattr(journal, "queue_depth", None))
-    return depth if depth is not None else _int(getattr(journal, "pending", None))
-
-
-def store_healthy(journal: Any) -> bool:
-    healthy = getattr(journal, "healthy", None)
-    if isinstance(healthy, bool):
-        return healthy
-    failures = _int(getattr(journal, "failures", None))
-    return not failures
-
-
-def store_backend(journal: Any) -> str | None:
-    backend = getattr(journal, "backend", None)
-    if isinstance(backend, str):
-        return backend
-    store = getattr(journal, "store", None)
-    if store is None:
-        return None
-    name = type(store).__name__.lower().removesuffix("store")
-    return name or None
-
-
 def connections_by_listener(server: ChatServer) -> dict[str, int]:
     """Open connections per chat listener; every bound listener appears, even at 0."""
     counts = {name: 0 for name in server.ports if name != "metrics"}
     for session in list(server.sessions):
-        listener = getattr(session, "listener", "unknown")
-        counts[listener] = counts.get(listener, 0) + 1
+        counts[session.listener] = counts.get(session.listener, 0) + 1
     return counts
 
 
 def uptime(server: ChatServer) -> float:
-    started = getattr(server, "started_at", None)
+    started = server.started_at
     if started is None:
         return 0.0
-    return max(0.0, float(server.monotonic() - started))
+    return max(0.0, server.monotonic() - started)
 
 
-def ai_state(server: ChatServer) -> dict[str, Any]:
-    assistant = assistant_of(server)
-    if assistant is None:
-        return {"state": "absent"}
-    enabled = bool(getattr(assistant, "enabled", False))
-    state: dict[str, Any] = {"state": "enabled" if enabled else "disabled"}
-    in_flight = _int(getattr(assistant, "in_flight", None))
-    if in_flight is not None:
-        state["in_flight"] = in_flight
-    return state
+def ai_state(server: ChatServer) -> dict[str, object]:
+    assistant = server.assistant
+    return {
+        "state": "enabled" if assistant.enabled else "disabled",
+        "in_flight": assistant.in_flight,
+    }
 
 
-def store_state(server: ChatServer) -> dict[str, Any]:
-    journal = journal_of(server)
+def store_state(journal: Journal | None) -> dict[str, object]:
     if journal is None:
         return {"state": "off"}
-    state: dict[str, Any] = {"state": "ok" if store_healthy(journal) else "failing"}
-    backend = store_backend(journal)
-    if backend:
-        state["backend"] = backend
-    depth = queue_depth(journal)
-    if depth is not None:
-        state["queue_depth"] = depth
-    flush = _float(getattr(journal, "last_flush_seconds", None))
-    if flush is not None:
-        state["last_flush_seconds"] = round(flush, 6)
+    state: dict[str, object] = {
+        "state": "ok" if journal.healthy else "failing",
+        "backend": journal.store.backend,
+        "queue_depth": journal.pending,
+    }
+    if journal.last_flush_seconds is not None:
+        state["last_flush_seconds"] = round(journal.last_flush_seconds, 6)
     return state
 
 
-def health(server: ChatServer) -> dict[str, Any]:
+def health(server: ChatServer) -> dict[str, object]:
     """The /healthz document. "degraded" still answers 200: it is a liveness check."""
-    store = store_state(server)
+    store = store_state(server.journal)
     return {
         "status": "degraded" if store["state"] == "failing" else "ok",
         "version": __version__,
@@ -184,29 +124,20 @@ def health(server: ChatServer) -> dict[str, Any]:
     }
 
 
-def _histogram(name: str, doc: str, source: Any) -> HistogramMetricFamily:
-    """A DurationHistogram-shaped object (buckets, counts, sum) as a Prometheus histogram."""
+def _histogram(name: str, doc: str, source: DurationHistogram | None) -> HistogramMetricFamily:
+    """A DurationHistogram as a Prometheus histogram (empty when there is none)."""
     family = HistogramMetricFamily(name, doc, unit="seconds")
-    bounds = getattr(source, "buckets", None)
-    counts = getattr(source, "counts", None)
-    total = _float(getattr(source, "sum", None))
-    if not (isinstance(bounds, Sequence) and isinstance(counts, Sequence) and total is not None):
-        return family
-    if len(counts) != len(bounds) + 1:
+    if source is None:
         return family
     running = 0
     buckets: list[tuple[str, float]] = []
-    for bound, count in zip(bounds, counts, strict=False):
+    for bound, count in zip(source.buckets, source.counts, strict=False):
         running += count
-        buckets.append((_bound(bound), running))
-    running += counts[-1]
+        buckets.append((repr(bound), running))
+    running += source.counts[-1]
     buckets.append(("+Inf", running))
-    family.add_metric([], buckets, total)
+    family.add_metric([], buckets, source.sum)
     return family
-
-
-def _bound(value: float) -> str:
-    return repr(float(value))
 
 
 class GochatCollector(Collector):
@@ -229,7 +160,7 @@ class GochatCollector(Collector):
         yield GaugeMetricFamily(
             "gochat_start_time_seconds",
             "When the server started, seconds since the epoch.",
-            value=getattr(server, "started_wall", 0.0),
+            value=server.started_wall,
         )
         yield GaugeMetricFamily(
             "gochat_uptime_seconds", "Seconds since the server started.", value=uptime(server)
@@ -248,7 +179,7 @@ class GochatCollector(Collector):
     def _counters(self, server: ChatServer) -> Iterator[Metric]:
         counters = server.core.counters
         for name, doc in COUNTERS:
-            yield CounterMetricFamily(f"gochat_{name}", doc, value=getattr(counters, name, 0))
+            yield CounterMetricFamily(f"gochat_{name}", doc, value=getattr(counters, name))
         reasons = CounterMetricFamily(
             "gochat_disconnects", "Connections closed, by reason.", labels=["reason"]
         )
@@ -257,68 +188,65 @@ class GochatCollector(Collector):
         yield reasons
 
     def _assistant(self, server: ChatServer) -> Iterator[Metric]:
-        assistant = assistant_of(server)
+        assistant = server.assistant
         yield GaugeMetricFamily(
             "gochat_ai_enabled",
             "1 when the AI assistant is configured.",
-            value=1 if getattr(assistant, "enabled", False) else 0,
+            value=1 if assistant.enabled else 0,
         )
-        in_flight = _int(getattr(assistant, "in_flight", None))
         yield GaugeMetricFamily(
             "gochat_ai_in_flight",
             "AI questions asked and not yet answered.",
-            value=in_flight or 0,
+            value=assistant.in_flight,
         )
         requests = CounterMetricFamily(
             "gochat_ai_requests", "AI requests by outcome.", labels=["outcome"]
         )
-        outcomes = getattr(assistant, "outcomes", None)
-        if isinstance(outcomes, Mapping):
-            for outcome, count in sorted(outcomes.items()):
-                requests.add_metric([str(outcome)], count)
+        for outcome, count in sorted(assistant.outcomes.items()):
+            requests.add_metric([outcome], count)
         yield requests
         yield _histogram(
             "gochat_ai_request_duration",
             "Seconds from sending an AI request to its answer or failure.",
-            getattr(assistant, "durations", None),
+            assistant.durations,
         )
 
     def _journal(self, server: ChatServer) -> Iterator[Metric]:
-        journal = journal_of(server)
+        journal = server.journal
         yield GaugeMetricFamily(
             "gochat_store_queue_depth",
             "Writes waiting for the store's writer (queued plus in flight).",
-            value=queue_depth(journal) or 0,
+            value=journal.pending if journal is not None else 0,
         )
         yield GaugeMetricFamily(
             "gochat_store_up",
             "1 while store writes succeed (or there is no store), 0 while they fail.",
-            value=1 if journal is None or store_healthy(journal) else 0,
+            value=1 if journal is None or journal.healthy else 0,
         )
         yield CounterMetricFamily(
             "gochat_store_writes",
             "Store operations committed.",
-            value=_int(getattr(journal, "written", None)) or 0,
+            value=journal.written if journal is not None else 0,
         )
         yield CounterMetricFamily(
             "gochat_store_dropped",
             "Messages dropped because the store queue was full.",
-            value=_int(getattr(journal, "dropped", None)) or 0,
+            value=journal.dropped if journal is not None else 0,
         )
-        last = _float(getattr(journal, "last_flush_seconds", None))
         yield GaugeMetricFamily(
             "gochat_store_last_flush_seconds",
             "How long the store's last flush took.",
-            value=last or 0.0,
+            value=(journal.last_flush_seconds if journal is not None else None) or 0.0,
         )
         yield _histogram(
             "gochat_store_flush_duration",
             "Seconds each store flush took.",
-            getattr(journal, "flush_durations", None),
+            journal.flush_durations if journal is not None else None,
         )
-        errors = _int(getattr(journal, "flush_errors", None))
         yield CounterMetricFamily(
-            "gochat_store_flush_errors", "Store flushes that failed.", value=errors or 0
+            "gochat_store_flush_errors",
+            "Store flushes that failed.",
+            value=journal.flush_errors if journal is not None else 0,
         )
 
 

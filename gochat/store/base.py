@@ -77,6 +77,8 @@ class Store(ABC):
 
     #: where the data lives, safe for logs (no password)
     description: str = "store"
+    #: the kind of database, as /healthz names it ("sqlite", "postgres")
+    backend: str = "store"
 
     @abstractmethod
     async def open(self, *, check: bool = False) -> None:

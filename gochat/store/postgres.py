@@ -115,6 +115,8 @@ def redact(url: str) -> str:
 class PostgresStore(Store):
     """A PostgreSQL database reached by a postgresql:// URL."""
 
+    backend = "postgres"
+
     def __init__(self, url: str, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.url = url
         self.description = f"PostgreSQL database {redact(url)}"

@@ -216,6 +216,8 @@ def _report(
 class SQLiteStore(Store):
     """A SQLite file (or ":memory:") in WAL mode."""
 
+    backend = "sqlite"
+
     def __init__(self, path: str, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.path = path
         self.description = f"SQLite database {path}"
