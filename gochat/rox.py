@@ -292,10 +292,10 @@ class Rox:
     def _conversation(self, lobby: Lobby, now: float) -> Conversation:
         """This lobby's conversation; a fresh one after the idle time or for a new lobby."""
         idle = self.config.ai_history_minutes * 60
-        for key, conversation in list(self._conversations.items()):
+        for key, stale in list(self._conversations.items()):
             if (
-                now - conversation.last_question > idle
-                or self.core.lobbies.get(conversation.lobby.name) is not conversation.lobby
+                now - stale.last_question > idle
+                or self.core.lobbies.get(stale.lobby.name) is not stale.lobby
             ):
                 del self._conversations[key]
         conversation = self._conversations.get(lobby.key)

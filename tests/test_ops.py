@@ -17,9 +17,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -210,95 +208,6 @@ async def test_servers_do_not_share_metrics(make_server):
         assert value(idle_samples, "gochat_logins_total") == 0
     finally:
         await client.close()
-
-
-async def test_assistant_and_journal_numbers_are_exported(make_server):
-    """The attributes the assistant and journal expose become samples and health fields."""
-    server = await make_server(metrics_addr=METRICS)
-    durations = DurationHistogram((1.0, 5.0))
-    for seconds in (0.5, 1.0, 2.0, 9.0):
-        durations.observe(seconds)
-    server.assistant.outcomes = Counter(ok=3, timeout=1)
-    server.assistant.durations = durations
-    flushes = DurationHistogram((0.01, 0.1))
-    flushes.observe(0.004)
-    fake = SimpleNamespace(
-        queue_depth=7,
-        last_flush_seconds=0.004,
-        flush_durations=flushes,
-        flush_errors=2,
-        healthy=False,
-        backend="sqlite",
-    )
-    with stand_in(server, "journal", fake):
-        await check_assistant_and_journal(server.ports["metrics"])
-
-
-async def check_assistant_and_journal(port: int) -> None:
-    samples = (await get(port, "/metrics")).samples()
-    assert value(samples, "gochat_ai_requests_total", outcome="ok") == 3
-    assert value(samples, "gochat_ai_requests_total", outcome="timeout") == 1
-    hist = "gochat_ai_request_duration_seconds"
-    assert value(samples, f"{hist}_bucket", le="1.0") == 2  # le is inclusive
-    assert value(samples, f"{hist}_bucket", le="5.0") == 3
-    assert value(samples, f"{hist}_bucket", le="+Inf") == 4
-    assert value(samples, f"{hist}_count") == 4
-    assert value(samples, f"{hist}_sum") == pytest.approx(12.5)
-    assert value(samples, "gochat_store_queue_depth") == 7
-    assert value(samples, "gochat_store_last_flush_seconds") == pytest.approx(0.004)
-    assert value(samples, "gochat_store_flush_duration_seconds_bucket", le="0.01") == 1
-    assert value(samples, "gochat_store_flush_errors_total") == 2
-    health = await get(port, "/healthz")
-    assert health.status == 200  # a liveness check: restarting would not fix the store
-    body = health.json()
-    assert body["status"] == "degraded"
-    assert body["store"] == {
-        "state": "failing",
-        "backend": "sqlite",
-        "queue_depth": 7,
-        "last_flush_seconds": 0.004,
-    }
-
-
-@contextlib.contextmanager
-def stand_in(owner, name: str, fake):
-    """Put `fake` at owner.name for a scrape; the real one is back before shutdown."""
-    missing = object()
-    real = getattr(owner, name, missing)
-    setattr(owner, name, fake)
-    try:
-        yield
-    finally:
-        if real is missing:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, real)
-
-
-class SQLiteStore:
-    """Stands in for gochat.store.sqlite.SQLiteStore: only its class name is read."""
-
-
-async def test_journal_counters_as_the_journal_names_them(make_server):
-    """pending/written/dropped/failures (gochat.journal's names) work as well."""
-    server = await make_server(metrics_addr=METRICS)
-    fake = SimpleNamespace(pending=5, written=40, dropped=2, failures=0, store=SQLiteStore())
-    with stand_in(server.core, "journal", fake):
-        await check_journal_names(server.ports["metrics"], fake)
-
-
-async def check_journal_names(port: int, journal: SimpleNamespace) -> None:
-    samples = (await get(port, "/metrics")).samples()
-    assert value(samples, "gochat_store_queue_depth") == 5
-    assert value(samples, "gochat_store_writes_total") == 40
-    assert value(samples, "gochat_store_dropped_total") == 2
-    assert value(samples, "gochat_store_up") == 1
-    health = (await get(port, "/healthz")).json()
-    assert health["status"] == "ok"
-    assert health["store"] == {"state": "ok", "backend": "sqlite", "queue_depth": 5}
-    journal.failures = 3
-    assert value((await get(port, "/metrics")).samples(), "gochat_store_up") == 0
-    assert (await get(port, "/healthz")).json()["store"]["state"] == "failing"
 
 
 async def test_http_errors_and_head(make_server):
