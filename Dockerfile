@@ -25,16 +25,17 @@ RUN pip install ".[postgres]" && rm -rf /src
 # The database and the certificates live on volumes; the chat listens on all
 # addresses inside the container. The metrics endpoint too, which is why only
 # the container sets 0.0.0.0: publish 9100 on the host's loopback (see above).
+# The certificate is not named here: a path the operator names must exist, and
+# the defaults (certs/server.crt and certs/server.key, relative to the working
+# directory /) are the /certs volume, so an empty /certs means TLS off.
 ENV GOCHAT_HOST=0.0.0.0 \
     GOCHAT_DB=/data/gochat.db \
-    GOCHAT_TLS_CERT=/certs/server.crt \
-    GOCHAT_TLS_KEY=/certs/server.key \
     GOCHAT_METRICS_ADDR=0.0.0.0:9100
 VOLUME ["/data", "/certs"]
 EXPOSE 8080 8443 9100
 
 USER gochat
-WORKDIR /data
+WORKDIR /
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('GOCHAT_METRICS_ADDR', '9100').rsplit(':', 1)[-1]; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
