@@ -280,7 +280,8 @@ class ChatServer:
             else:
                 text = "This is a plain-text chat port and TLS is not enabled; use nc or telnet."
             return encode(text + "\n")
-        text = "This is a plain-text chat port, not a web server; connect with nc or telnet."
+        server = "an SSH server" if kind == "ssh" else "a web server"
+        text = f"This is a plain-text chat port, not {server}; connect with nc or telnet."
         if kind == "http":
             body = encode(text + "\n")
             head = (

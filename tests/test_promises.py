@@ -280,7 +280,7 @@ async def test_ssh_client_on_the_plain_port_gets_one_line_and_a_close(connect):
     banner, _, after = text.partition("Enter your username: ")
     assert "plain-text chat port" not in banner
     assert after.count("\n") == 1 and after.endswith("\n"), after
-    assert "This is a plain-text chat port" in after
+    assert "This is a plain-text chat port, not an SSH server" in after
 
 
 async def test_no_new_connection_is_accepted_while_shutting_down(make_server):
