@@ -235,6 +235,39 @@ def loopback_alias_works(address: str) -> bool:
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+PG_CANDIDATES = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
+_pg_url: list[str] = []
+
+
+def pg_test_url() -> str:
+    """A URL that reaches the test database; fail (never skip) when there is none.
+
+    scripts/test provisions one (and names it in GOCHAT_TEST_PG_URL when it had
+    to make a role of its own); a machine made for this project has trust auth.
+    """
+    if _pg_url:
+        return _pg_url[0]
+    import psycopg
+
+    env = os.environ.get("GOCHAT_TEST_PG_URL")
+    problems = []
+    for url in (env,) if env else PG_CANDIDATES:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            problems.append(f"{url}: {str(exc).strip()}")
+            continue
+        _pg_url.append(url)
+        return url
+    pytest.fail(
+        "PostgreSQL is not reachable (scripts/test provisions it; GOCHAT_TEST_PG_URL "
+        "names another): " + "; ".join(problems),
+        pytrace=False,
+    )
+
 
 def self_signed(folder: Path, common_name: str = "localhost") -> tuple[Path, Path]:
     """A throwaway self-signed certificate and key in `folder`, made with the openssl CLI."""

@@ -29,7 +29,7 @@ from gochat.config import Config, ConfigError
 from gochat.logs import setup_logging
 from gochat.stats import DurationHistogram
 
-from .conftest import ROOT, ChatClient, free_port, wait_until
+from .conftest import ROOT, ChatClient, free_port, pg_test_url, wait_until
 from .test_tls import one_error_line, run_gochat
 
 METRICS = "127.0.0.1:0"
@@ -466,13 +466,8 @@ def test_database_checks_without_the_store(tmp_path):
 
 
 def test_database_check_connects_to_a_live_postgres():
-    """With PostgreSQL running (CI starts it when installed) the check really connects."""
-    psycopg = pytest.importorskip("psycopg")
-    url = os.environ.get("GOCHAT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        psycopg.connect(url, connect_timeout=3).close()
-    except psycopg.Error:
-        pytest.skip(f"no PostgreSQL at {url}")
+    """With PostgreSQL running (scripts/test provisions it) the check really connects."""
+    url = pg_test_url()
     report = Report()
     check_database(url, report)
     assert not report.errors and "(connected)" in report.lines[-1][1]

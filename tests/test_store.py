@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -39,40 +38,16 @@ from gochat.store import sqlite as sqlite_backend
 from gochat.store.postgres import PostgresStore
 from gochat.store.sqlite import SQLiteStore
 
-from .conftest import free_port, test_config, wait_until
+from .conftest import free_port, pg_test_url, test_config, wait_until
 
-PG_CANDIDATES = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
 T0 = 1_700_000_000.0
 
 # -- PostgreSQL: one schema per test ------------------------------------------------
 
-_pg_admin: list[str] = []
-
 
 async def pg_admin_url() -> str:
-    """A URL that reaches the test database; fail (never skip) when there is none."""
-    if _pg_admin:
-        return _pg_admin[0]
-    env = os.environ.get("GOCHAT_TEST_PG_URL")
-    candidates = (env,) if env else PG_CANDIDATES
-    problems = []
-    for url in candidates:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
-        except psycopg.Error as exc:
-            problems.append(f"{url}: {str(exc).strip()}")
-            continue
-        await conn.close()
-        _pg_admin.append(url)
-        return url
-    pytest.fail(
-        "PostgreSQL is not reachable (CI starts it; set GOCHAT_TEST_PG_URL to point "
-        "elsewhere): " + "; ".join(problems),
-        pytrace=False,
-    )
+    """The test database's URL (see conftest.pg_test_url)."""
+    return pg_test_url()
 
 
 def with_search_path(url: str, schema: str) -> str:
