@@ -94,7 +94,7 @@ async def test_healthz_reports_status_as_json(make_server):
     assert health["status"] == "ok"
     assert health["uptime_seconds"] >= 0
     assert (health["connections"], health["clients"], health["lobbies"]) == (0, 0, 1)
-    assert health["store"]["state"] in {"off", "ok"}
+    assert health["store"] == {"state": "off"}  # the test server runs with GOCHAT_DB=none
     assert health["ai"]["state"] == "disabled"
 
 
@@ -160,8 +160,8 @@ async def test_counters_move_after_two_clients_chat(make_server):
         await bob.expect("hello from the metrics test")
         samples = (await get(port, "/metrics")).samples()
         assert value(samples, "gochat_logins_total") == 2
-        assert value(samples, "gochat_messages_total") >= 1
-        assert value(samples, "gochat_deliveries_total") >= 1
+        assert value(samples, "gochat_messages_total") == 1
+        assert value(samples, "gochat_deliveries_total") == 2  # to alice and to bob
         assert value(samples, "gochat_connections_accepted_total") == 2
         assert value(samples, "gochat_connections", listener="plain") == 2
         assert value(samples, "gochat_clients") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 
 import pytest
@@ -309,14 +310,18 @@ async def test_dm_tag_and_user_not_found(connect):
 
 
 async def test_users_and_profile_pictures(connect):
-    """/sp list offers 50+ pictures; /sp sets one that /users shows; /sp default resets."""
-    assert len(PICTURES) >= 50
+    """/sp list offers the README's 64 pictures; /sp sets one that /users shows; /sp default
+    resets."""
+    assert len(PICTURES) == 64  # README: "set your profile picture (64 to choose from)"
+    assert len(set(PICTURES.values())) == 64
     alice = await connect("alice")
     await alice.send("/sp list")
-    text = await alice.expect("dragon")
-    assert "Profile pictures" in text
-    await alice.send("/sp fox")
-    await alice.expect("Your profile picture is now 🦊")
+    await alice.expect("Profile pictures (64): /sp <name>")
+    await alice.send("/sp fox")  # the reply marks the end of the list
+    listing = await alice.expect("Your profile picture is now 🦊")
+    shown = re.findall(r"(\S+) (\w+)", listing.split("Your profile picture")[0])
+    assert [name for _, name in shown] == list(PICTURES)
+    assert dict((name, pic) for pic, name in shown) == PICTURES
     await alice.send("/users")
     await alice.expect("🦊 alice (you)")
     await alice.send("/sp nosuch")

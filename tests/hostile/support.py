@@ -158,6 +158,7 @@ class HonestChat:
         self.sent_at: dict[tuple[str, int], float] = {}
         self.latencies: list[float] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._talker: asyncio.Task[None] | None = None
         self._talking = True
 
     async def __aenter__(self) -> HonestChat:
@@ -182,7 +183,8 @@ class HonestChat:
             self.sent[name] = 0
         for listener in self.listeners:
             self._tasks.append(asyncio.create_task(self._listen(listener)))
-        self._tasks.append(asyncio.create_task(self._talk()))
+        self._talker = asyncio.create_task(self._talk())
+        self._tasks.append(self._talker)
 
     async def _talk(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,7 +233,16 @@ class HonestChat:
             if sent is not None:
                 self.latencies.append(now - sent)
 
+    def raise_failures(self) -> None:
+        """Re-raise what ended an honest user's task: a broken honest user fails the test."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise AssertionError(f"an honest user's task failed: {task!r}") from (
+                    task.exception()
+                )
+
     def received_all(self) -> bool:
+        self.raise_failures()
         return all(
             len(listener.seen.get(name, ())) >= sent
             for listener in self.listeners
@@ -240,15 +251,21 @@ class HonestChat:
 
     async def finish(self, timeout: float = 20.0, min_rounds: int = 4) -> None:
         """Stop talking (after at least `min_rounds` rounds) and wait for every line to land."""
-        await wait_until(
-            lambda: min(self.sent.values()) >= min_rounds, timeout, "honest users to talk"
-        )
+
+        def talked() -> bool:
+            self.raise_failures()
+            return min(self.sent.values()) >= min_rounds
+
+        await wait_until(talked, timeout, "honest users to talk")
         self._talking = False
-        await asyncio.sleep(0)
+        assert self._talker is not None
+        async with asyncio.timeout(timeout):  # its last round is sent (or its error raised)
+            await self._talker
         await wait_until(self.received_all, timeout, "honest users to receive every line")
 
     def check(self) -> None:
         """Every honest user got every honest line, in order, clean, and is still connected."""
+        self.raise_failures()
         for listener in self.listeners:
             assert not listener.closed, f"{listener.name} was disconnected"
             assert listener.unsafe == [], f"{listener.name} saw: {listener.unsafe[:5]}"
@@ -269,14 +286,16 @@ class HonestChat:
         )
 
     async def close(self) -> None:
+        """Stop the honest users; raise what any of their tasks failed with."""
         self._talking = False
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, Exception)]  # not CancelledError
         for listener in self.listeners:
             await listener.client.close()
+        if failures:
+            raise AssertionError(f"honest users' tasks failed: {failures!r}") from failures[0]
 
 
 TRACKED = ("connections", "counted", "ip_keys", "clients", "tasks")

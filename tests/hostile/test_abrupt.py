@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
 import struct
@@ -35,6 +36,7 @@ from .support import (
 )
 
 HANDSHAKE_TIMEOUT = 1.0
+LEFT = re.compile(r"(\S+) left the chat")
 
 
 def client_hello() -> bytes:
@@ -57,6 +59,14 @@ async def tls_server(make_server, cert: tuple[Path, Path]):
         rate_messages=50,
         bcrypt_rounds=10,
     )
+
+
+def has_data(sock: socket.socket) -> bool:
+    """Whether something has arrived on non-blocking `sock` (left unread)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
 
 
 class TlsHonestChat(HonestChat):
@@ -146,14 +156,34 @@ async def test_resets_mid_line(tls_server, caplog: pytest.LogCaptureFixture, mon
             for sock in socks:
                 reset(sock)
             await _check_nothing_leaked(server, honest, before, fds)
-            left = [t for t in honest.listeners[1].text_lines if "left the chat" in t]
-            assert len(left) >= 10  # the logged-in ones left the lobby visibly
+            # Each of the 20 logged-in attackers left #general visibly, exactly once; the 10
+            # still at the name prompt were never in it. (Waited for: the departure lines
+            # may still be on their way to h1 when the counters are back.)
+            watcher = honest.listeners[1]
+            logged_in = [f"gone{i}" for i in range(10, 20)]
+            logged_in += [f"queued{i}" for i in range(20, 25)]
+            logged_in += [f"hasher{i}" for i in range(25, 30)]
+
+            def departed() -> list[str]:
+                lines = watcher.text_lines
+                return sorted(m.group(1) for t in lines if (m := LEFT.search(t)))
+
+            await wait_until(
+                lambda: departed() == sorted(logged_in), what="20 'left the chat' lines"
+            )
             # The hashes finish after their connections are gone: no lobby may appear.
             hashing.gate.set()
             await wait_until(lambda: hashing.finished == 5, what="the hashes to finish")
-            for _ in range(3):  # the turns in which a finished hash would resume its command
-                await asyncio.sleep(0)
-            assert [lobby.name for lobby in server.core.lobbies] == ["general"]
+            # A positive round trip through the same path: an honest /create hashes behind
+            # the same gate and its lobby appears, so the five abandoned hashes' results
+            # have reached the loop before it (they finished before this one started).
+            await watcher.client.send("/create proof s3cretpw a proof room")
+            await wait_until(
+                lambda: any("Lobby #proof created" in t for t in watcher.text_lines),
+                what="the honest /create to finish",
+            )
+            assert hashing.finished == 6
+            assert [lobby.name for lobby in server.core.lobbies] == ["general", "proof"]
     finally:
         hashing.gate.set()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -191,7 +221,10 @@ async def test_tls_handshakes_abandoned(tls_server):
             elif kind == 1:
                 sock.send(hello)  # a whole ClientHello, then RST before the reply is read
             socks.append(sock)  # kind 2: silent until the handshake timeout
-        await asyncio.sleep(0.1)
+        # The server has answered each whole ClientHello: the reset lands mid-handshake.
+        await wait_until(
+            lambda: all(map(has_data, socks[1::3])), what="the server's reply to each ClientHello"
+        )
         for sock in socks[1::3]:
             reset(sock)
         for sock in socks[0::3] + socks[2::3]:

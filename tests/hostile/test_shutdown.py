@@ -4,24 +4,23 @@ The daemon runs as a real process (`python -m gochat`). A thousand clients log
 in and read; twenty of them chat as fast as the rate limit lets them; a few
 attackers sit at the name prompt, and a few stopped reading after asking for
 more output than their socket buffers hold. Then SIGTERM: every reading
-client must get the goodbye, the process must exit 0 within 5 s, and the log
-must hold no traceback.
+client must get the goodbye, the daemon must close every session itself and
+exit 0, and the log must hold no traceback. (How long that takes is a figure
+printed here and measured by bench/, not asserted.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import resource
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 from ..conftest import daemon_env
-from .support import address, raw_socket, rss_mb
+from .support import address, raw_socket, read_until_eof, rss_mb
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 1000
@@ -79,6 +78,7 @@ class Reader(asyncio.Protocol):
         self.tail = bytearray()
         self.received = 0
         self.welcomed = asyncio.Event()
+        self.chatted = asyncio.Event()  # the chatters' second round has arrived
         self.closed = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -92,6 +92,8 @@ class Reader(asyncio.Protocol):
         self.tail += data
         if not self.welcomed.is_set() and b"Welcome, " in self.tail:
             self.welcomed.set()
+        if not self.chatted.is_set() and b"under fire %d\r\n" % (2 * CHATTERS - 1) in self.tail:
+            self.chatted.set()
         if len(self.tail) > 8192:
             del self.tail[:-2048]
 
@@ -119,7 +121,7 @@ async def _chat(readers: list[Reader], stop: asyncio.Event) -> int:
 
 
 async def test_sigterm_with_1000_clients(tmp_path: Path):
-    """SIGTERM under load: everyone reading gets the goodbye, exit 0 within 5 s, no traceback."""
+    """SIGTERM under load: everyone reading gets the goodbye, every session is closed, exit 0."""
     loop = asyncio.get_running_loop()
     proc, log, port = await start_daemon(tmp_path)
     try:
@@ -140,17 +142,21 @@ async def test_sigterm_with_1000_clients(tmp_path: Path):
 
         stop = asyncio.Event()
         chat = asyncio.create_task(_chat(readers, stop))
-        await asyncio.sleep(1.0)
+        # Messages are flowing: every reader has had two rounds of the chatters' lines.
+        await asyncio.wait_for(asyncio.gather(*(r.chatted.wait() for r in readers)), 60)
         rss = rss_mb(proc.pid)
 
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), 30)
+        code = await asyncio.wait_for(proc.wait(), 60)  # a bound against hanging, not a speed
         took = time.monotonic() - signalled
         stop.set()
         sent = await chat
 
-        lost = await asyncio.wait_for(asyncio.gather(*(r.closed for r in readers)), 10)
+        # Every connection was released by the server: readers, tricklers and stuck ones.
+        lost = await asyncio.wait_for(asyncio.gather(*(r.closed for r in readers)), 60)
+        trickled = await asyncio.gather(*(read_until_eof(s, 60) for s in tricklers))
+        await asyncio.gather(*(read_until_eof(s, 60) for s in stuck))
         missing = [r.name for r in readers if GOODBYE not in r.tail]
         text = log.read_text()
         print(
@@ -158,17 +164,19 @@ async def test_sigterm_with_1000_clients(tmp_path: Path):
             f"daemon RSS {rss:.1f} MB; exit {code} {took:.2f} s after SIGTERM"
         )
         assert missing == [], f"{len(missing)} clients missed the goodbye: {missing[:10]}"
+        assert [GOODBYE in t for t in trickled] == [True] * len(tricklers)
         # Everyone leaves at once, so nobody is sent the others' "left the chat" lines.
         assert not [r.name for r in readers if b"left the chat" in r.tail]
         assert code == 0, text[-3000:]
-        assert took < 5.0, f"exit took {took:.2f} s"
         assert "Traceback" not in text, text[-3000:]
         assert re.search(r"^\S+ (ERROR|CRITICAL) ", text, re.MULTILINE) is None, text[-3000:]
-        assert "shutdown complete" in text
+        # The daemon closed each reader's session itself, in its shutdown, before it exited.
+        closed = set(re.findall(r"disconnect (u\d{4})@\S+: server shutdown", text))
+        assert closed == {r.name.decode() for r in readers}
+        assert text.rstrip().endswith("shutdown complete"), text[-3000:]
         assert all(exc is None or isinstance(exc, OSError) for exc in lost)
         for sock in (*tricklers, *stuck):
-            with contextlib.suppress(OSError):
-                sock.close()
+            sock.close()
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -180,5 +188,5 @@ def test_raise_fd_limit_is_harmless() -> None:
     before = resource.getrlimit(resource.RLIMIT_NOFILE)
     raise_fd_limit()
     after = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert after[0] >= before[0] and after[0] >= 2 * CLIENTS + 200
-    assert socket.socket  # sockets still importable after the change
+    assert after == (before[1], before[1])  # the soft limit raised to the hard one
+    assert after[0] >= 2 * CLIENTS + 200
