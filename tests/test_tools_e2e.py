@@ -448,8 +448,13 @@ def test_tls_port_requires_tls_1_2(daemon: Daemon, version: str, accepted: bool)
             # or a certificate problem would prove nothing about the server.
             with pytest.raises(ssl.SSLError) as refused:
                 context.wrap_socket(raw)
-            reason = refused.value.reason
-            assert reason in {"UNEXPECTED_EOF_WHILE_READING", "TLSV1_ALERT_PROTOCOL_VERSION"}
+            # OpenSSL 3.0 (Debian's own Python) names no reason for the hang-up.
+            error = refused.value
+            hung_up = isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError)
+            assert hung_up or error.reason in {
+                "UNEXPECTED_EOF_WHILE_READING",
+                "TLSV1_ALERT_PROTOCOL_VERSION",
+            }, repr(error)
             return
         with context.wrap_socket(raw) as conn:
             assert conn.version() == version.replace("_", ".")
