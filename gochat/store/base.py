@@ -11,8 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-KINDS = ("chat", "tag", "ai", "system")
-
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says why and what to fix."""
