@@ -270,3 +270,156 @@ def test_logout_announced_and_idempotent(core):
     core.logout(alice, "quit")
     assert bob_in.text.count("alice left the chat") == 1
     assert "alice" not in core.clients
+
+
+# --- mutation-testing follow-ups (scripts/mutation) ---------------------------------
+
+
+class RecordingJournal:
+    """The store's writer as the core sees it: a log of what it was asked to keep."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def message(self, message) -> None:
+        self.calls.append(("message", message))
+
+    def direct(self, event) -> None:
+        self.calls.append(("direct", event))
+
+    def lobby_saved(self, lobby) -> None:
+        self.calls.append(("saved", lobby.name))
+
+    def lobby_touched(self, lobby) -> None:
+        self.calls.append(("touched", lobby.name))
+
+    def lobby_deleted(self, name: str) -> None:
+        self.calls.append(("deleted", name))
+
+    def kinds(self, kind: str) -> list:
+        return [args for k, args in self.calls if k == kind]
+
+
+def test_refusals_say_why_in_full(core):
+    """The lines users get for a refused DM, tag, move or unknown name, word for word."""
+    alice, _ = join(core, "alice")
+    with pytest.raises(UserError) as refused:
+        core.direct(alice, "Alice", "hi me")
+    assert str(refused.value) == "You can't send a DM to yourself."
+    with pytest.raises(UserError) as refused:
+        core.tag(alice, "alice", "hi me")
+    assert str(refused.value) == "You can't tag yourself."
+    with pytest.raises(UserError) as refused:
+        core.direct(alice, "ghost", "hi")
+    assert str(refused.value) == "User not found."
+    with pytest.raises(UserError) as refused:
+        core.move(alice, core.lobbies.general)
+    assert str(refused.value) == "You are already in #general."
+
+
+def test_create_lobby_checks_the_name_itself(core):
+    """The core refuses a bad lobby name whoever calls it, in the /create wording."""
+    alice, _ = join(core, "alice")
+    for bad in ("x", "two words", "a" * 21):
+        with pytest.raises(UserError) as refused:
+            core.create_lobby(alice, bad, "d", None)
+        assert str(refused.value) == "Lobby name must be 2-20 characters: letters, digits, _ or -."
+    assert len(core.lobbies) == 1
+
+
+def test_at_most_500_lobbies(core):
+    from gochat.chat import MAX_LOBBIES
+
+    alice, _ = join(core, "alice")
+    for i in range(MAX_LOBBIES - 1):
+        core.create_lobby(alice, f"room{i}", "d", None)
+    with pytest.raises(UserError, match=r"^The server holds at most 500 lobbies; join one"):
+        core.create_lobby(alice, "onemore", "d", None)
+    assert len(core.lobbies) == MAX_LOBBIES
+
+
+def test_a_user_without_a_lobby_just_joins(core):
+    """Moving someone who is in no lobby announces a plain 'joined' (no 'from')."""
+    _, bob_in = join(core, "bob")
+    drifter = Client("drifter", Inbox().write, limiter=MessageLimiter.create(5, 10, 30))
+    core.move(drifter, core.lobbies.general)
+    assert "drifter joined\r\n" in bob_in.text
+    assert drifter.lobby is core.lobbies.general
+
+
+def test_the_store_is_told_of_every_change(core, clock):
+    """With a store, lobbies, messages and DMs are journaled as they happen."""
+    journal = core.journal = RecordingJournal()
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    lobby = core.create_lobby(alice, "music", "d", None)
+    assert journal.kinds("saved") == ["music"]
+    core.lobby_changed(lobby)
+    assert journal.kinds("saved") == ["music", "music"]
+    said = core.say(alice, "hello")
+    assert journal.kinds("message") == [said]
+    clock.advance(5)
+    core.direct(alice, "bob", "psst")
+    (dm,) = journal.kinds("direct")
+    assert (dm.sender, dm.recipient, dm.text, dm.timestamp) == ("alice", "bob", "psst", clock.now)
+    core.move(alice, core.lobbies.general)
+    clock.advance(10 * 24 * 3600)
+    assert core.prune_lobbies() == [lobby]
+    assert journal.kinds("deleted") == ["music"]
+
+
+def test_record_keeps_a_message_in_history_and_the_store(core, clock):
+    """What Rox says is recorded like a user's line: replayed, stored, and keeps the lobby alive."""
+    journal = core.journal = RecordingJournal()
+    lobby = core.lobbies.general
+    message = ChatMessage("general", "Rox", "🤖", "an answer", clock.now + 30, "ai", "alice")
+    core.record(lobby, message)
+    assert lobby.history[-1] is message
+    assert lobby.last_active == clock.now + 30
+    assert journal.kinds("message") == [message]
+
+
+def test_a_tag_is_stored_as_a_tag(core):
+    """The history (and the store) keep whom a line tagged, so replays highlight it again."""
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    core.tag(alice, "BOB", "look")
+    message = core.lobbies.general.history[-1]
+    assert (message.kind, message.tagged, message.text) == ("tag", "bob", "@bob look")
+    core.say(alice, "plain")
+    message = core.lobbies.general.history[-1]
+    assert (message.kind, message.tagged) == ("chat", None)
+
+
+def test_message_text_is_logged_only_at_debug(core, caplog):
+    """Lifecycle lines are logged at INFO; what people say only at DEBUG."""
+    caplog.set_level("INFO", logger="gochat.chat")
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    core.say(alice, "secret plans")
+    core.direct(alice, "bob", "secret psst")
+    assert "secret" not in caplog.text
+    caplog.set_level("DEBUG", logger="gochat.chat")
+    core.say(alice, "said aloud")
+    core.direct(alice, "bob", "said quietly")
+    assert "#general <alice> said aloud" in caplog.messages
+    assert "DM <alice> -> <bob> said quietly" in caplog.messages
+
+
+def test_lobby_lifecycle_is_logged(core, clock, caplog):
+    caplog.set_level("INFO", logger="gochat.chat")
+    alice, _ = join(core, "alice")
+    core.create_lobby(alice, "music", "d", None)
+    core.create_lobby(alice, "vault", "d", b"$2b$04$hash")
+    core.move(alice, core.lobbies.general)
+    clock.advance(10 * 24 * 3600)
+    core.prune_lobbies()
+    core.logout(alice, "quit")
+    assert caplog.messages == [
+        "login alice from ",
+        "lobby music created by alice (public)",
+        "lobby vault created by alice (private)",
+        "lobby music removed after inactivity",
+        "lobby vault removed after inactivity",
+        "logout alice (quit)",
+    ]
