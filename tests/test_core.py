@@ -423,3 +423,50 @@ def test_lobby_lifecycle_is_logged(core, clock, caplog):
         "lobby vault removed after inactivity",
         "logout alice (quit)",
     ]
+
+
+def test_a_lobby_goes_once_idle_exactly_the_configured_time(core, clock):
+    """GOCHAT_LOBBY_IDLE_MINUTES=120: an empty lobby is removed at 120 minutes, not later."""
+    alice, _ = join(core, "alice")
+    core.create_lobby(alice, "brief", "x", None)
+    core.move(alice, core.lobbies.general)
+    clock.advance(120 * 60 - 1)
+    assert core.prune_lobbies() == []
+    clock.advance(1)
+    assert [lobby.name for lobby in core.prune_lobbies()] == ["brief"]
+
+
+def test_restore_puts_lobbies_back_and_general_keeps_its_access():
+    """After a restart: stored lobbies come back as they were; general stays open and named."""
+    from gochat.lobbies import LobbyManager
+
+    lobbies = LobbyManager(now=100.0, history_size=10)
+    old = [ChatMessage("Music", "alice", "🙂", f"m{i}", 50.0 + i) for i in range(3)]
+    music = lobbies.restore(
+        "Music",
+        creator="alice",
+        description="jazz",
+        password_hash=b"$2b$04$hash",
+        persona="a pirate",
+        created_at=10.0,
+        last_active=52.0,
+        history=old,
+    )
+    assert lobbies.get("music") is music
+    assert (music.name, music.creator, music.description) == ("Music", "alice", "jazz")
+    assert music.private and music.password_hash == b"$2b$04$hash"
+    assert (music.persona, music.created_at, music.last_active) == ("a pirate", 10.0, 52.0)
+    assert list(music.history) == old
+    general = lobbies.restore(
+        "GENERAL",
+        creator="mallory",
+        description="taken over",
+        password_hash=b"$2b$04$hash",
+        persona="quiet",
+        created_at=1.0,
+        last_active=2.0,
+        history=[],
+    )
+    assert general is lobbies.general and len(lobbies) == 2
+    assert (general.name, general.creator, general.private) == ("general", "server", False)
+    assert (general.persona, general.created_at, general.last_active) == ("quiet", 1.0, 2.0)
