@@ -289,9 +289,10 @@ class RecordingJournal:
 
     def lobby_saved(self, lobby) -> None:
         self.calls.append(("saved", lobby.name))
+        self.calls.append(("saved at", (lobby.name, lobby.created_at, lobby.last_active)))
 
     def lobby_touched(self, lobby) -> None:
-        self.calls.append(("touched", lobby.name))
+        self.calls.append(("touched", (lobby.name, lobby.last_active)))
 
     def lobby_deleted(self, name: str) -> None:
         self.calls.append(("deleted", name))
@@ -358,6 +359,13 @@ def test_the_store_is_told_of_every_change(core, clock):
     assert journal.kinds("saved") == ["music", "music"]
     said = core.say(alice, "hello")
     assert journal.kinds("message") == [said]
+    assert (said.lobby, said.sender, said.text, said.timestamp, said.kind) == (
+        "music",
+        "alice",
+        "hello",
+        clock.now,
+        "chat",
+    )
     clock.advance(5)
     core.direct(alice, "bob", "psst")
     (dm,) = journal.kinds("direct")
@@ -470,3 +478,106 @@ def test_restore_puts_lobbies_back_and_general_keeps_its_access():
     assert general is lobbies.general and len(lobbies) == 2
     assert (general.name, general.creator, general.private) == ("general", "server", False)
     assert (general.persona, general.created_at, general.last_active) == ("quiet", 1.0, 2.0)
+
+
+def test_the_store_learns_when_a_lobby_was_last_used(core, clock):
+    """Arrivals, departures and messages move a lobby's last use, and the store is told."""
+    journal = core.journal = RecordingJournal()
+    alice, _ = join(core, "alice")
+    start = clock.now
+    lobby = core.create_lobby(alice, "music", "d", None)
+    assert journal.kinds("saved at") == [("music", start, start)]
+    assert ("music", start) in journal.kinds("touched")  # alice arrived
+    clock.advance(60)
+    core.say(alice, "hello")
+    core.lobby_changed(lobby)
+    assert journal.kinds("saved at")[-1] == ("music", start, start + 60)
+    clock.advance(60)
+    core.move(alice, core.lobbies.general)
+    assert journal.kinds("touched")[-2:] == [("music", start + 120), ("general", start + 120)]
+    core.create_lobby(alice, "jazz", "d", None)
+    assert journal.kinds("touched")[-1] == ("jazz", start + 120)
+    assert lobby.last_active == start + 120
+
+
+def test_counters_for_metrics(core):
+    """Logins, messages and deliveries (one per recipient) are counted for /metrics."""
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    join(core, "carol")
+    assert core.counters.logins == 3
+    core.say(alice, "one")
+    core.say(alice, "two")
+    assert (core.counters.messages, core.counters.deliveries) == (2, 6)
+
+
+def test_presence_lines_show_arrow_picture_and_action(core):
+    """Arrivals read '→ picture name action', departures '← picture name action'."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    core.set_picture(alice, "🐱")
+    core.create_lobby(alice, "music", "d", None)
+    core.move(alice, core.lobbies.general)
+    assert "← 🐱 alice went to #music\r\n" in bob_in.text
+    assert "→ 🐱 alice joined from #music\r\n" in bob_in.text
+    core.say(alice, "meow")
+    assert "🐱 alice [" in bob_in.text
+
+
+def test_success_lines_are_marked_as_such(core):
+    """The welcome and 'created' lines are success notices (✔), other notices are not."""
+    alice, alice_in = join(core, "alice")
+    assert alice_in.text.startswith("✔ Welcome, alice! You are in #general.")
+    alice_in.clear()
+    core.create_lobby(alice, "vault", "d", b"$2b$04$hash")
+    assert alice_in.text.startswith(
+        "✔ Lobby #vault created (private: /join vault <password>). "
+        "For a public one with a description: /create NAME - DESCRIPTION\r\n"
+    )
+    assert "\r\nℹ You are now in #vault: d\r\n" in alice_in.text  # an ordinary notice
+
+
+def test_a_new_lobby_remembers_its_creator_and_birth(core, clock):
+    alice, _ = join(core, "alice")
+    clock.advance(42)
+    lobby = core.create_lobby(alice, "music", "jazz", None)
+    assert (lobby.creator, lobby.description, lobby.created_at) == ("alice", "jazz", clock.now)
+
+
+def test_after_logout_nothing_is_said_for_the_user(core):
+    """A line that arrives after its user logged out is refused, not posted anywhere."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    core.logout(alice, "quit")
+    bob_in.clear()
+    with pytest.raises(UserError) as refused:
+        core.say(alice, "too late")
+    assert str(refused.value) == "You are not in a lobby."
+    with pytest.raises(UserError, match=r"^You are not in a lobby\.$"):
+        core.tag(alice, "bob", "too late")
+    assert bob_in.text == ""
+
+
+def test_at_shutdown_users_leave_silently(core):
+    """Closing: each logout empties the lobby without a 'left' line to the rest."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    bob_in.clear()
+    core.closing = True
+    core.logout(alice, "shutdown")
+    assert "alice" not in core.lobbies.general.members
+    assert alice.lobby is None
+    assert bob_in.text == ""
+
+
+def test_replay_window_boundary(clock):
+    """GOCHAT_REPLAY_MINUTES=10: a line exactly 10 minutes old is replayed, older is not."""
+    core = ChatCore(test_config(replay_minutes=10), clock)
+    alice, _ = join(core, "alice")
+    core.say(alice, "edge")
+    clock.advance(600)
+    _, bob_in = join(core, "bob")
+    assert "edge" in bob_in.text
+    clock.advance(1)
+    _, carol_in = join(core, "carol")
+    assert "edge" not in carol_in.text
