@@ -581,3 +581,35 @@ def test_replay_window_boundary(clock):
     clock.advance(1)
     _, carol_in = join(core, "carol")
     assert "edge" not in carol_in.text
+
+
+def test_history_is_a_ring_of_200(core):
+    """A lobby keeps its last 200 lines (HISTORY_RING): memory stays bounded, however busy."""
+    alice, _ = join(core, "alice")
+    lobby = core.create_lobby(alice, "busy", "d", None)
+    for i in range(250):
+        core.say(alice, f"line {i}")
+    assert len(lobby.history) == 200
+    assert lobby.history[0].text == "line 50"
+
+
+def test_replay_max_of_one(clock):
+    """GOCHAT_REPLAY_MAX=1 replays exactly the last line."""
+    core = ChatCore(test_config(replay_max=1), clock)
+    alice, _ = join(core, "alice")
+    core.say(alice, "first")
+    core.say(alice, "second")
+    _, bob_in = join(core, "bob")
+    assert "second" in bob_in.text and "first" not in bob_in.text
+
+
+def test_general_is_described_and_new_lobbies_have_no_persona(core, clock):
+    """general greets with its description; a new lobby uses Rox's default persona (None)."""
+    alice, alice_in = join(core, "alice")
+    lobby = core.create_lobby(alice, "music", "d", None)
+    assert lobby.persona is None and core.lobbies.general.persona is None
+    alice_in.clear()
+    core.move(alice, core.lobbies.general)
+    assert "You are now in #general: Where everyone starts\r\n" in alice_in.text
+    assert core.lobbies.general.creator == "server"
+    assert core.lobbies.general.created_at == clock.now
