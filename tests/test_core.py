@@ -613,3 +613,20 @@ def test_general_is_described_and_new_lobbies_have_no_persona(core, clock):
     assert "You are now in #general: Where everyone starts\r\n" in alice_in.text
     assert core.lobbies.general.creator == "server"
     assert core.lobbies.general.created_at == clock.now
+
+
+def test_shutdown_marks_occupied_lobbies_as_just_used(core, clock):
+    """At shutdown, lobbies people are in count as used now, so a restart does not prune them."""
+    journal = core.journal = RecordingJournal()
+    alice, _ = join(core, "alice")
+    bob, _ = join(core, "bob")
+    music = core.create_lobby(alice, "music", "d", None)
+    empty = core.create_lobby(bob, "empty", "d", None)
+    core.move(bob, core.lobbies.general)
+    before = empty.last_active
+    clock.advance(3600)
+    journal.calls.clear()
+    core.touch_occupied()
+    assert music.last_active == core.lobbies.general.last_active == clock.now
+    assert empty.last_active == before
+    assert sorted(journal.kinds("touched")) == [("general", clock.now), ("music", clock.now)]
