@@ -523,3 +523,9 @@ def test_lines_of_exactly_the_cap_among_overlong_ones() -> None:
         LineTooLong(4),
         b"abcd",
     ]
+
+
+def test_cr_nul_without_lf_in_one_read() -> None:
+    """A telnet client's CR NUL line ends, several in one read and no LF anywhere."""
+    assert LineReader().feed(b"a\r\x00b\r\x00") == [b"a", b"b"]
+    assert LineReader().feed(b"a\r\x00\r\x00b\r") == [b"a", b"", b"b"]
