@@ -282,3 +282,363 @@ def test_logout_announced_and_idempotent(core):
     core.logout(alice, "quit")
     assert bob_in.text.count("alice left the chat") == 1
     assert "alice" not in core.clients
+
+
+# --- mutation-testing follow-ups (scripts/mutation) ---------------------------------
+
+
+class RecordingJournal:
+    """The store's writer as the core sees it: a log of what it was asked to keep."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def message(self, message) -> None:
+        self.calls.append(("message", message))
+
+    def direct(self, event) -> None:
+        self.calls.append(("direct", event))
+
+    def lobby_saved(self, lobby) -> None:
+        self.calls.append(("saved", lobby.name))
+        self.calls.append(("saved at", (lobby.name, lobby.created_at, lobby.last_active)))
+
+    def lobby_touched(self, lobby) -> None:
+        self.calls.append(("touched", (lobby.name, lobby.last_active)))
+
+    def lobby_deleted(self, name: str) -> None:
+        self.calls.append(("deleted", name))
+
+    def kinds(self, kind: str) -> list:
+        return [args for k, args in self.calls if k == kind]
+
+
+def test_refusals_say_why_in_full(core):
+    """The lines users get for a refused DM, tag, move or unknown name, word for word."""
+    alice, _ = join(core, "alice")
+    with pytest.raises(UserError) as refused:
+        core.direct(alice, "Alice", "hi me")
+    assert str(refused.value) == "You can't send a DM to yourself."
+    with pytest.raises(UserError) as refused:
+        core.tag(alice, "alice", "hi me")
+    assert str(refused.value) == "You can't tag yourself."
+    with pytest.raises(UserError) as refused:
+        core.direct(alice, "ghost", "hi")
+    assert str(refused.value) == "User not found."
+    with pytest.raises(UserError) as refused:
+        core.move(alice, core.lobbies.general)
+    assert str(refused.value) == "You are already in #general."
+
+
+def test_create_lobby_checks_the_name_itself(core):
+    """The core refuses a bad lobby name whoever calls it, in the /create wording."""
+    alice, _ = join(core, "alice")
+    for bad in ("x", "two words", "a" * 21):
+        with pytest.raises(UserError) as refused:
+            core.create_lobby(alice, bad, "d", None)
+        assert str(refused.value) == "Lobby name must be 2-20 characters: letters, digits, _ or -."
+    assert len(core.lobbies) == 1
+
+
+def test_at_most_500_lobbies(core):
+    from gochat.chat import MAX_LOBBIES
+
+    alice, _ = join(core, "alice")
+    for i in range(MAX_LOBBIES - 1):
+        core.create_lobby(alice, f"room{i}", "d", None)
+    with pytest.raises(UserError, match=r"^The server holds at most 500 lobbies; join one"):
+        core.create_lobby(alice, "onemore", "d", None)
+    assert len(core.lobbies) == MAX_LOBBIES
+
+
+def test_a_user_without_a_lobby_just_joins(core):
+    """Moving someone who is in no lobby announces a plain 'joined' (no 'from')."""
+    _, bob_in = join(core, "bob")
+    drifter = Client("drifter", Inbox().write, limiter=MessageLimiter.create(5, 10, 30))
+    core.move(drifter, core.lobbies.general)
+    assert "drifter joined\r\n" in bob_in.text
+    assert drifter.lobby is core.lobbies.general
+
+
+def test_the_store_is_told_of_every_change(core, clock):
+    """With a store, lobbies, messages and DMs are journaled as they happen."""
+    journal = core.journal = RecordingJournal()
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    lobby = core.create_lobby(alice, "music", "d", None)
+    assert journal.kinds("saved") == ["music"]
+    core.lobby_changed(lobby)
+    assert journal.kinds("saved") == ["music", "music"]
+    said = core.say(alice, "hello")
+    assert journal.kinds("message") == [said]
+    assert (said.lobby, said.sender, said.text, said.timestamp, said.kind) == (
+        "music",
+        "alice",
+        "hello",
+        clock.now,
+        "chat",
+    )
+    clock.advance(5)
+    core.direct(alice, "bob", "psst")
+    (dm,) = journal.kinds("direct")
+    assert (dm.sender, dm.recipient, dm.text, dm.timestamp) == ("alice", "bob", "psst", clock.now)
+    core.move(alice, core.lobbies.general)
+    clock.advance(10 * 24 * 3600)
+    assert core.prune_lobbies() == [lobby]
+    assert journal.kinds("deleted") == ["music"]
+
+
+def test_record_keeps_a_message_in_history_and_the_store(core, clock):
+    """What Rox says is recorded like a user's line: replayed, stored, and keeps the lobby alive."""
+    journal = core.journal = RecordingJournal()
+    lobby = core.lobbies.general
+    message = ChatMessage("general", "Rox", "🤖", "an answer", clock.now + 30, "ai", "alice")
+    core.record(lobby, message)
+    assert lobby.history[-1] is message
+    assert lobby.last_active == clock.now + 30
+    assert journal.kinds("message") == [message]
+
+
+def test_a_tag_is_stored_as_a_tag(core):
+    """The history (and the store) keep whom a line tagged, so replays highlight it again."""
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    core.tag(alice, "BOB", "look")
+    message = core.lobbies.general.history[-1]
+    assert (message.kind, message.tagged, message.text) == ("tag", "bob", "@bob look")
+    core.say(alice, "plain")
+    message = core.lobbies.general.history[-1]
+    assert (message.kind, message.tagged) == ("chat", None)
+
+
+def test_message_text_is_logged_only_at_debug(core, caplog):
+    """Lifecycle lines are logged at INFO; what people say only at DEBUG."""
+    caplog.set_level("INFO", logger="gochat.chat")
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    core.say(alice, "secret plans")
+    core.direct(alice, "bob", "secret psst")
+    assert "secret" not in caplog.text
+    caplog.set_level("DEBUG", logger="gochat.chat")
+    core.say(alice, "said aloud")
+    core.direct(alice, "bob", "said quietly")
+    assert "#general <alice> said aloud" in caplog.messages
+    assert "DM <alice> -> <bob> said quietly" in caplog.messages
+
+
+def test_lobby_lifecycle_is_logged(core, clock, caplog):
+    caplog.set_level("INFO", logger="gochat.chat")
+    alice, _ = join(core, "alice")
+    core.create_lobby(alice, "music", "d", None)
+    core.create_lobby(alice, "vault", "d", b"$2b$04$hash")
+    core.move(alice, core.lobbies.general)
+    clock.advance(10 * 24 * 3600)
+    core.prune_lobbies()
+    core.logout(alice, "quit")
+    assert caplog.messages == [
+        "login alice from ",
+        "lobby music created by alice (public)",
+        "lobby vault created by alice (private)",
+        "lobby music removed after inactivity",
+        "lobby vault removed after inactivity",
+        "logout alice (quit)",
+    ]
+
+
+def test_a_lobby_goes_once_idle_exactly_the_configured_time(core, clock):
+    """GOCHAT_LOBBY_IDLE_MINUTES=120: an empty lobby is removed at 120 minutes, not later."""
+    alice, _ = join(core, "alice")
+    core.create_lobby(alice, "brief", "x", None)
+    core.move(alice, core.lobbies.general)
+    clock.advance(120 * 60 - 1)
+    assert core.prune_lobbies() == []
+    clock.advance(1)
+    assert [lobby.name for lobby in core.prune_lobbies()] == ["brief"]
+
+
+def test_restore_puts_lobbies_back_and_general_keeps_its_access():
+    """After a restart: stored lobbies come back as they were; general stays open and named."""
+    from gochat.lobbies import LobbyManager
+
+    lobbies = LobbyManager(now=100.0, history_size=10)
+    old = [ChatMessage("Music", "alice", "🙂", f"m{i}", 50.0 + i) for i in range(3)]
+    music = lobbies.restore(
+        "Music",
+        creator="alice",
+        description="jazz",
+        password_hash=b"$2b$04$hash",
+        persona="a pirate",
+        created_at=10.0,
+        last_active=52.0,
+        history=old,
+    )
+    assert lobbies.get("music") is music
+    assert (music.name, music.creator, music.description) == ("Music", "alice", "jazz")
+    assert music.private and music.password_hash == b"$2b$04$hash"
+    assert (music.persona, music.created_at, music.last_active) == ("a pirate", 10.0, 52.0)
+    assert list(music.history) == old
+    general = lobbies.restore(
+        "GENERAL",
+        creator="mallory",
+        description="taken over",
+        password_hash=b"$2b$04$hash",
+        persona="quiet",
+        created_at=1.0,
+        last_active=2.0,
+        history=[],
+    )
+    assert general is lobbies.general and len(lobbies) == 2
+    assert (general.name, general.creator, general.private) == ("general", "server", False)
+    assert (general.persona, general.created_at, general.last_active) == ("quiet", 1.0, 2.0)
+
+
+def test_the_store_learns_when_a_lobby_was_last_used(core, clock):
+    """Arrivals, departures and messages move a lobby's last use, and the store is told."""
+    journal = core.journal = RecordingJournal()
+    alice, _ = join(core, "alice")
+    start = clock.now
+    lobby = core.create_lobby(alice, "music", "d", None)
+    assert journal.kinds("saved at") == [("music", start, start)]
+    assert ("music", start) in journal.kinds("touched")  # alice arrived
+    clock.advance(60)
+    core.say(alice, "hello")
+    core.lobby_changed(lobby)
+    assert journal.kinds("saved at")[-1] == ("music", start, start + 60)
+    clock.advance(60)
+    core.move(alice, core.lobbies.general)
+    assert journal.kinds("touched")[-2:] == [("music", start + 120), ("general", start + 120)]
+    core.create_lobby(alice, "jazz", "d", None)
+    assert journal.kinds("touched")[-1] == ("jazz", start + 120)
+    assert lobby.last_active == start + 120
+
+
+def test_counters_for_metrics(core):
+    """Logins, messages and deliveries (one per recipient) are counted for /metrics."""
+    alice, _ = join(core, "alice")
+    join(core, "bob")
+    join(core, "carol")
+    assert core.counters.logins == 3
+    core.say(alice, "one")
+    core.say(alice, "two")
+    assert (core.counters.messages, core.counters.deliveries) == (2, 6)
+
+
+def test_presence_lines_show_arrow_picture_and_action(core):
+    """Arrivals read '→ picture name action', departures '← picture name action'."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    core.set_picture(alice, "🐱")
+    core.create_lobby(alice, "music", "d", None)
+    core.move(alice, core.lobbies.general)
+    assert "← 🐱 alice went to #music\r\n" in bob_in.text
+    assert "→ 🐱 alice joined from #music\r\n" in bob_in.text
+    core.say(alice, "meow")
+    assert "🐱 alice [" in bob_in.text
+
+
+def test_success_lines_are_marked_as_such(core):
+    """The welcome and 'created' lines are success notices (✔), other notices are not."""
+    alice, alice_in = join(core, "alice")
+    assert alice_in.text.startswith("✔ Welcome, alice! You are in #general.")
+    alice_in.clear()
+    core.create_lobby(alice, "vault", "d", b"$2b$04$hash")
+    assert alice_in.text.startswith(
+        "✔ Lobby #vault created (private: /join vault <password>). "
+        "For a public one with a description: /create NAME - DESCRIPTION\r\n"
+    )
+    assert "\r\nℹ You are now in #vault: d\r\n" in alice_in.text  # an ordinary notice
+
+
+def test_a_new_lobby_remembers_its_creator_and_birth(core, clock):
+    alice, _ = join(core, "alice")
+    clock.advance(42)
+    lobby = core.create_lobby(alice, "music", "jazz", None)
+    assert (lobby.creator, lobby.description, lobby.created_at) == ("alice", "jazz", clock.now)
+
+
+def test_after_logout_nothing_is_said_for_the_user(core):
+    """A line that arrives after its user logged out is refused, not posted anywhere."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    core.logout(alice, "quit")
+    bob_in.clear()
+    with pytest.raises(UserError) as refused:
+        core.say(alice, "too late")
+    assert str(refused.value) == "You are not in a lobby."
+    with pytest.raises(UserError, match=r"^You are not in a lobby\.$"):
+        core.tag(alice, "bob", "too late")
+    assert bob_in.text == ""
+
+
+def test_at_shutdown_users_leave_silently(core):
+    """Closing: each logout empties the lobby without a 'left' line to the rest."""
+    alice, _ = join(core, "alice")
+    _, bob_in = join(core, "bob")
+    bob_in.clear()
+    core.closing = True
+    core.logout(alice, "shutdown")
+    assert "alice" not in core.lobbies.general.members
+    assert alice.lobby is None
+    assert bob_in.text == ""
+
+
+def test_replay_window_boundary(clock):
+    """GOCHAT_REPLAY_MINUTES=10: a line exactly 10 minutes old is replayed, older is not."""
+    core = ChatCore(test_config(replay_minutes=10), clock)
+    alice, _ = join(core, "alice")
+    core.say(alice, "edge")
+    clock.advance(600)
+    _, bob_in = join(core, "bob")
+    assert "edge" in bob_in.text
+    clock.advance(1)
+    _, carol_in = join(core, "carol")
+    assert "edge" not in carol_in.text
+
+
+def test_history_is_a_ring_of_200(core):
+    """A lobby keeps its last 200 lines (HISTORY_RING): memory stays bounded, however busy."""
+    alice, _ = join(core, "alice")
+    lobby = core.create_lobby(alice, "busy", "d", None)
+    for i in range(250):
+        core.say(alice, f"line {i}")
+    assert len(lobby.history) == 200
+    assert lobby.history[0].text == "line 50"
+
+
+def test_replay_max_of_one(clock):
+    """GOCHAT_REPLAY_MAX=1 replays exactly the last line."""
+    core = ChatCore(test_config(replay_max=1), clock)
+    alice, _ = join(core, "alice")
+    core.say(alice, "first")
+    core.say(alice, "second")
+    _, bob_in = join(core, "bob")
+    assert "second" in bob_in.text and "first" not in bob_in.text
+
+
+def test_general_is_described_and_new_lobbies_have_no_persona(core, clock):
+    """general greets with its description; a new lobby uses Rox's default persona (None)."""
+    alice, alice_in = join(core, "alice")
+    lobby = core.create_lobby(alice, "music", "d", None)
+    assert lobby.persona is None and core.lobbies.general.persona is None
+    alice_in.clear()
+    core.move(alice, core.lobbies.general)
+    assert "You are now in #general: Where everyone starts\r\n" in alice_in.text
+    assert core.lobbies.general.creator == "server"
+    assert core.lobbies.general.created_at == clock.now
+
+
+def test_shutdown_marks_occupied_lobbies_as_just_used(core, clock):
+    """At shutdown, lobbies people are in count as used now, so a restart does not prune them."""
+    journal = core.journal = RecordingJournal()
+    alice, _ = join(core, "alice")
+    bob, _ = join(core, "bob")
+    music = core.create_lobby(alice, "music", "d", None)
+    empty = core.create_lobby(bob, "empty", "d", None)
+    core.move(bob, core.lobbies.general)
+    before = empty.last_active
+    clock.advance(3600)
+    journal.calls.clear()
+    core.touch_occupied()
+    assert music.last_active == core.lobbies.general.last_active == clock.now
+    assert empty.last_active == before
+    assert sorted(journal.kinds("touched")) == [("general", clock.now), ("music", clock.now)]

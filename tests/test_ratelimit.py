@@ -156,3 +156,158 @@ def test_connection_counter_caps_and_forgets():
     for key in ("a", "a", "b"):
         counter.release(key)
     assert counter.total == 0 and counter.keys == 0
+
+
+# --- mutation-testing follow-ups (scripts/mutation) ---------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(1, 6),
+    window=st.integers(1, 30),
+    gaps=st.lists(st.integers(0, 12), min_size=1, max_size=60),
+)
+def test_the_wait_is_exact(limit, window, gaps):
+    """A refused event is told the wait: allowed after exactly that long, not a moment before.
+
+    Also: an event is refused only when `limit` events were accepted within the last
+    window (the limiter never refuses what the rule allows). Whole-second times keep
+    the arithmetic exact.
+    """
+    sw = SlidingWindow(limit, float(window))
+    now = 0
+    accepted: list[int] = []
+    for gap in gaps:
+        now += gap
+        wait = sw.try_acquire(float(now))
+        recent = [t for t in accepted if t > now - window]
+        if wait == 0.0:
+            assert len(recent) < limit
+            accepted.append(now)
+        else:
+            assert len(recent) >= limit
+            assert wait == sorted(recent)[-limit] + window - now
+            assert sw.wait_time(now + wait) == 0.0
+            assert sw.wait_time(now + wait - 0.5) > 0.0
+
+
+def test_a_window_of_one():
+    """GOCHAT_RATE_MESSAGES=1: one event per window, the next exactly a window later."""
+    sw = SlidingWindow(1, 10.0)
+    assert sw.try_acquire(0.0) == 0.0
+    assert sw.try_acquire(3.0) == 7.0
+    assert sw.try_acquire(10.0) == 0.0
+    assert sw.try_acquire(19.0) == 1.0
+
+
+def test_an_idle_window_is_one_whose_last_event_is_a_window_old():
+    sw = SlidingWindow(3, 10.0)
+    assert sw.idle(0.0)
+    for t in (0.0, 1.0, 5.0):
+        sw.try_acquire(t)
+    assert not sw.idle(14.0)  # the event at 5.0 still counts until 15.0
+    assert sw.idle(15.0)
+
+
+def test_refusals_a_window_apart_are_counted_afresh():
+    """The flood count restarts a full window after the first refusal, not later."""
+    limiter = MessageLimiter.create(2, 10.0, flood_factor=1)  # > 2 refusals in a window: flood
+    assert limiter.check(0.0)[0] is Verdict.SEND
+    assert limiter.check(0.0)[0] is Verdict.SEND
+    assert limiter.check(1.0)[0] is Verdict.REFUSE_WITH_NOTICE  # the window's first refusal
+    assert limiter.check(10.0)[0] is Verdict.SEND
+    assert limiter.check(10.0)[0] is Verdict.SEND
+    assert limiter.check(11.0)[0] is Verdict.REFUSE_WITH_NOTICE  # 10 s later: a new count
+    assert limiter.check(11.0)[0] is Verdict.REFUSE_SILENTLY
+    assert limiter.check(11.0)[0] is Verdict.DISCONNECT  # the third in this window
+
+
+def test_a_sent_line_waits_nothing():
+    limiter = MessageLimiter.create(3, 10.0, flood_factor=2)
+    assert limiter.check(0.0) == (Verdict.SEND, 0)
+
+
+def test_guess_limits_hold_with_a_limit_of_one():
+    """One wrong password per source, two per lobby; the wait names the oldest failure."""
+    guesses = GuessLimiter(per_source=1, per_target=2, window=60.0)
+    assert guesses.try_attempt("vault", "10.0.0.1", 0.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.1", 10.0) == 50.0
+    assert guesses.try_attempt("vault", "10.0.0.2", 20.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.3", 30.0) == 30.0  # the lobby's cap
+    assert guesses.try_attempt("vault", "10.0.0.1", 60.0) == 0.0
+
+
+def test_right_passwords_never_count():
+    """A member who knows the password can join as often as they like."""
+    guesses = GuessLimiter(per_source=2, per_target=3, window=60.0)
+    for i in range(10):
+        assert guesses.try_attempt("vault", "10.0.0.1", float(i)) == 0.0
+        guesses.succeeded("vault", "10.0.0.1")
+    assert guesses.try_attempt("vault", "10.0.0.1", 10.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.1", 10.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.1", 10.0) == 60.0  # two wrong: wait
+
+
+def test_recent_failures_survive_the_sweep():
+    """Forgetting idle windows never forgets failures that still count."""
+    guesses = GuessLimiter(per_source=3, per_target=100, window=60.0)
+    guesses.try_attempt("other", "10.0.0.9", 0.0)  # the sweep runs at 0, then from 60 on
+    for t in (1.0, 2.0, 50.0):
+        assert guesses.try_attempt("vault", "10.0.0.1", t) == 0.0
+    # At 65 the failures at 1 and 2 have aged out, the one at 50 has not: two more, no third.
+    assert guesses.try_attempt("vault", "10.0.0.1", 65.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.1", 65.0) == 0.0
+    assert guesses.try_attempt("vault", "10.0.0.1", 65.0) == 45.0
+
+
+def test_guessing_is_forgotten_a_window_after_it_stops():
+    """A window after the last attempt, nothing of the earlier guessing is held."""
+    guesses = GuessLimiter(per_source=5, per_target=100, window=60.0)
+    guesses.try_attempt("vault", "10.0.0.1", 0.0)
+    guesses.try_attempt("den", "10.0.0.2", 0.0)
+    assert len(guesses) == 4
+    guesses.try_attempt("attic", "10.0.0.3", 60.0)
+    assert len(guesses) == 2
+
+
+def test_ipv6_with_a_zone_is_keyed_by_its_64():
+    """A link-local peer ('fe80::1%eth0') is counted under its /64 like any IPv6 address."""
+    assert ip_key("fe80::1%eth0") == ip_key("fe80::2%eth0") == "fe80::/64"
+    assert ip_key("not an address") == "not an address"
+
+
+def test_connection_counter_counts_each_connection():
+    """Releasing one of two connections from an address leaves the other counted."""
+    counter = ConnectionCounter(per_ip_cap=2, total_cap=0)
+    assert counter.acquire("a") is None
+    assert counter.acquire("a") is None
+    assert counter.count("a") == 2 and counter.total == 2
+    counter.release("a")
+    assert counter.count("a") == 1 and counter.total == 1
+    assert counter.acquire("a") is None
+    assert counter.acquire("a") == "ip"
+    assert counter.count("b") == 0
+
+
+def test_connection_counter_zero_caps_mean_unlimited():
+    counter = ConnectionCounter(per_ip_cap=0, total_cap=0)
+    assert all(counter.acquire("a") is None for _ in range(1000))
+    assert counter.total == 1000 and counter.count("a") == 1000 and counter.keys == 1
+
+
+def test_connection_counter_total_cap_is_exact():
+    """total_cap=3 admits exactly three connections, whatever their addresses."""
+    counter = ConnectionCounter(per_ip_cap=0, total_cap=3)
+    assert [counter.acquire(k) for k in "abcd"] == [None, None, None, "total"]
+    counter.release("a")
+    assert counter.acquire("d") is None
+    assert counter.total == 3
+
+
+def test_releasing_more_than_was_acquired_stays_at_zero():
+    counter = ConnectionCounter(per_ip_cap=2, total_cap=2)
+    counter.release("a")
+    assert counter.total == 0 and counter.keys == 0
+    assert counter.acquire("a") is None
+    assert counter.acquire("b") is None
+    assert counter.acquire("c") == "total"

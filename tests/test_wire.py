@@ -467,3 +467,65 @@ def test_encode_roundtrips_through_reader(text: str) -> None:
     payload = encode("\n".join(lines) + "\n")
     got = LineReader(1 << 16).feed(payload)
     assert got == [line.encode("utf-8", "replace") for line in lines]
+
+
+# --- mutation-testing follow-ups (scripts/mutation) ---------------------------------
+
+
+def test_default_cap_is_8_kib() -> None:
+    """LineReader() takes lines of up to 8192 bytes (GOCHAT's documented line cap)."""
+    assert LineReader().feed(b"x" * 8192 + b"\n") == [b"x" * 8192]
+    assert LineReader().feed(b"x" * 8193 + b"\n") == [LineTooLong(8192)]
+
+
+def test_invalid_cap_message() -> None:
+    with pytest.raises(ValueError, match=r"^max_line_bytes must be positive$"):
+        LineReader(0)
+    assert LineReader(1).feed(b"a\nbc\n") == [b"a", LineTooLong(1)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"a\r\x00\nb\n", b"a\r\x00\r\nb\n", b"a\n\r\x00b\n"],
+    ids=["crnul-lf", "crnul-crlf", "lf-crnul"],
+)
+def test_cr_nul_next_to_lf_ends_two_lines(data: bytes) -> None:
+    """CR NUL and a following LF are two line ends (a blank line between), whatever the split."""
+    expected = [b"a", b"", b"b"]
+    assert LineReader().feed(data) == expected
+    assert bytewise(data) == expected
+
+
+def test_cr_lf_split_then_blank_line() -> None:
+    """CR, then its LF alone in the next read, then another LF: one line, then a blank one."""
+    reader = LineReader()
+    assert reader.feed(b"a\r") == [b"a"]
+    assert reader.feed(b"\n") == []
+    assert reader.feed(b"\n") == [b""]
+    assert reader.feed(b"b\n") == [b"b"]
+
+
+def test_line_completed_across_reads_is_capped() -> None:
+    """A line whose end arrives in a later read is measured whole: 3 + 6 bytes > 8."""
+    reader = LineReader(8)
+    assert reader.feed(b"abc") == []
+    assert reader.feed(b"defghi\nok\n") == [LineTooLong(8), b"ok"]
+    reader = LineReader(8)
+    assert reader.feed(b"abc") == []
+    assert reader.feed(b"defgh\n") == [b"abcdefgh"]  # exactly 8
+
+
+def test_lines_of_exactly_the_cap_among_overlong_ones() -> None:
+    """Within one read, an exact-cap line stays a line even next to an overlong one."""
+    assert LineReader(4).feed(b"a\nabcd\nabcde\nabcd\nz") == [
+        b"a",
+        b"abcd",
+        LineTooLong(4),
+        b"abcd",
+    ]
+
+
+def test_cr_nul_without_lf_in_one_read() -> None:
+    """A telnet client's CR NUL line ends, several in one read and no LF anywhere."""
+    assert LineReader().feed(b"a\r\x00b\r\x00") == [b"a", b"b"]
+    assert LineReader().feed(b"a\r\x00\r\x00b\r") == [b"a", b"", b"b"]
