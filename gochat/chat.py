@@ -19,6 +19,7 @@ from gochat.events import (
     ChatMessage,
     DirectMessage,
     Level,
+    Move,
     Notice,
     Presence,
     Replay,
@@ -69,7 +70,7 @@ class ChatCore:
             f"Welcome, {client.name}! You are in #{general.name}. Type /help for commands.",
             Level.SUCCESS,
         )
-        self._arrive(client, general, "joined the chat")
+        self._arrive(client, general, Move.CONNECTED)
         return True
 
     def logout(self, client: Client, reason: str) -> None:
@@ -82,7 +83,7 @@ class ChatCore:
             if self.closing:  # N users leaving would otherwise send N*N "left" notices
                 lobby.members.pop(client.key, None)
             else:
-                self._depart(client, lobby, "left the chat")
+                self._depart(client, lobby, Move.DISCONNECTED)
         client.lobby = None
         log.info("logout %s (%s)", client.name, reason)
 
@@ -97,9 +98,9 @@ class ChatCore:
         if old is lobby:
             raise UserError(f"You are already in #{lobby.name}.")
         if old is not None:
-            self._depart(client, old, f"went to #{lobby.name}")
+            self._depart(client, old, Move.DEPARTED, lobby.name)
         self.tell(client, f"You are now in #{lobby.name}: {lobby.description}")
-        self._arrive(client, lobby, f"joined from #{old.name}" if old else "joined")
+        self._arrive(client, lobby, Move.ARRIVED, old.name if old else None)
 
     def create_lobby(
         self, client: Client, name: str, description: str, password_hash: bytes | None
@@ -169,10 +170,10 @@ class ChatCore:
         if self.journal is not None:
             self.journal.message(message)
 
-    def _arrive(self, client: Client, lobby: Lobby, action: str) -> None:
+    def _arrive(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
         now = self.clock()
         deliver(
-            Presence(client.name, client.picture, lobby.name, action, True), lobby.members.values()
+            Presence(client.name, client.picture, lobby.name, move, other), lobby.members.values()
         )
         lobby.members[client.key] = client
         lobby.last_active = now
@@ -183,13 +184,13 @@ class ChatCore:
         if recent:
             send(Replay(lobby.name, recent, now), client)
 
-    def _depart(self, client: Client, lobby: Lobby, action: str) -> None:
+    def _depart(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
         lobby.members.pop(client.key, None)
         lobby.last_active = self.clock()
         if self.journal is not None:
             self.journal.lobby_touched(lobby)
         deliver(
-            Presence(client.name, client.picture, lobby.name, action, False), lobby.members.values()
+            Presence(client.name, client.picture, lobby.name, move, other), lobby.members.values()
         )
 
     # -- messages -----------------------------------------------------------------

@@ -10,7 +10,6 @@ then holds the user's later lines until it finishes, so order is kept.
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -19,7 +18,17 @@ import bcrypt
 
 from gochat import profiles
 from gochat.errors import UsageError, UserError
-from gochat.events import Block, Level, Replay
+from gochat.events import (
+    CommandHelp,
+    HelpList,
+    Level,
+    LobbyInfo,
+    LobbyList,
+    Member,
+    MemberList,
+    PictureList,
+    Replay,
+)
 from gochat.fanout import send
 from gochat.names import lobby_name, name_problem
 from gochat.ratelimit import wait_phrase
@@ -110,43 +119,18 @@ REGISTRY = Registry()
 command = REGISTRY.command
 
 
-HELP_WIDTH = 80  # an nc or telnet user's terminal
-HELP_USAGE_COLUMN = 24  # a longer usage gets a line of its own, its summary below
-HELP_BELOW = "      "  # the indent of a summary under its usage
-
-
-def help_block(*, ai: bool, registry: Registry = REGISTRY) -> Block:
-    """/help from the table, every line within HELP_WIDTH columns.
-
-    Without AI the `needs_ai` commands are left out: listing commands that only
-    answer "not available" would mislead a new user. A usage too long for the
-    column, or a summary too long for its line, puts the summary on the next
-    line rather than widening the column for everyone.
-    """
-    commands = [c for c in registry if ai or not c.needs_ai]
-    width = max((len(c.usage) for c in commands if len(c.usage) <= HELP_USAGE_COLUMN), default=0)
-    lines = []
-    for c in commands:
-        line = f"  {c.usage:<{width}}  {c.summary}"
-        if len(c.usage) <= width and len(line) <= HELP_WIDTH:
-            lines.append(line)
-            continue
-        lines.append(f"  {c.usage}")
-        lines.extend(
-            textwrap.wrap(
-                c.summary, HELP_WIDTH, initial_indent=HELP_BELOW, subsequent_indent=HELP_BELOW
-            )
-        )
-    lines.append("  Lobbies:")
-    form_width = max(len(form) for form, _ in CREATE_FORMS)
-    lines.extend(f"    {form:<{form_width}}  {what}" for form, what in CREATE_FORMS)
-    lines.append("  Any other line is said to your lobby (start it with // to say '/...').")
-    return Block("Commands", tuple(lines))
+def help_list(*, ai: bool, registry: Registry = REGISTRY) -> HelpList:
+    """/help from the table. Without AI the `needs_ai` commands are left out:
+    listing commands that only answer "not available" would mislead a new user."""
+    return HelpList(
+        tuple(CommandHelp(c.usage, c.summary) for c in registry if ai or not c.needs_ai),
+        CREATE_FORMS,
+    )
 
 
 @command("help", "", "list the commands")
 def _help(ctx: Context, args: str) -> None:
-    send(help_block(ai=ctx.server.assistant.enabled), ctx.client)
+    send(help_list(ai=ctx.server.assistant.enabled), ctx.client)
 
 
 @command("users", "", "who is in your lobby", lookup=True)
@@ -154,26 +138,25 @@ def _users(ctx: Context, args: str) -> None:
     lobby = ctx.client.lobby
     if lobby is None:
         raise UserError("You are not in a lobby.")
-    lines = tuple(
-        f"  {c.picture} {c.name}{' (you)' if c is ctx.client else ''}"
-        for c in lobby.members.values()
-    )
-    send(Block(f"Users in #{lobby.name} ({len(lines)})", lines), ctx.client)
+    members = tuple(Member(c.name, c.picture) for c in lobby.members.values())
+    send(MemberList(lobby.name, members, ctx.client.name), ctx.client)
 
 
 @command("lobbies", "", "list lobbies: access, members, creator, description", lookup=True)
 def _lobbies(ctx: Context, args: str) -> None:
-    ai_on = ctx.server.assistant.enabled  # no AI column on a server without AI
-    lines = []
-    for lobby in ctx.core.lobbies:
-        here = "*" if lobby is ctx.client.lobby else " "
-        access = "private" if lobby.private else "public"
-        ai = f"{'custom AI' if lobby.persona else 'default AI':<10}  " if ai_on else ""
-        lines.append(
-            f" {here}#{lobby.name:<20} {access:<7} {len(lobby.members):>4} online  "
-            f"{ai}by {lobby.creator}  {lobby.description}"
+    lobbies = tuple(
+        LobbyInfo(
+            lobby.name,
+            lobby.private,
+            len(lobby.members),
+            lobby.creator,
+            lobby.description,
+            lobby.persona is not None,
         )
-    send(Block(f"Lobbies ({len(lines)}; * = yours)", tuple(lines)), ctx.client)
+        for lobby in ctx.core.lobbies
+    )
+    yours = ctx.client.lobby.name if ctx.client.lobby is not None else None
+    send(LobbyList(lobbies, yours, ctx.server.assistant.enabled), ctx.client)
 
 
 @command(
@@ -283,9 +266,7 @@ def _tag(ctx: Context, args: str) -> None:
 def _sp(ctx: Context, args: str) -> None:
     choice = args.split()[0].lower()
     if choice == "list":
-        items = [f"{pic} {name:<10}" for name, pic in profiles.PICTURES.items()]
-        rows = tuple("  " + "  ".join(items[i : i + 5]) for i in range(0, len(items), 5))
-        send(Block(f"Profile pictures ({len(items)}): /sp <name>", rows), ctx.client)
+        send(PictureList(tuple(profiles.PICTURES.items())), ctx.client)
         return
     picture = profiles.DEFAULT_PICTURE if choice == "default" else profiles.lookup(choice)
     if picture is None:

@@ -54,15 +54,28 @@ class TagNotice:
     text: str
 
 
+class Move(Enum):
+    """What a presence event reports; the front end words it."""
+
+    CONNECTED = "connected"  # logged in (to the server's first lobby)
+    DISCONNECTED = "disconnected"  # left the server
+    ARRIVED = "arrived"  # came into this lobby (`other`: from where, if anywhere)
+    DEPARTED = "departed"  # left this lobby for `other`
+
+
 @dataclass(frozen=True, slots=True)
 class Presence:
-    """Someone arrived in or left a lobby; `action` reads after the name."""
+    """Someone arrived in or left `lobby`; `other` is the lobby on the other side of a move."""
 
     name: str
     picture: str
     lobby: str
-    action: str
-    arriving: bool
+    move: Move
+    other: str | None = None
+
+    @property
+    def arriving(self) -> bool:
+        return self.move in (Move.CONNECTED, Move.ARRIVED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +94,58 @@ class Farewell:
 
 
 @dataclass(frozen=True, slots=True)
-class Block:
-    """A titled list of lines: /help, /users, /lobbies, /sp list."""
+class Member:
+    name: str
+    picture: str
 
-    title: str
-    lines: tuple[str, ...]
+
+@dataclass(frozen=True, slots=True)
+class MemberList:
+    """/users: who is in `lobby`, in the order they came; `you` is the one who asked."""
+
+    lobby: str
+    members: tuple[Member, ...]
+    you: str
+
+
+@dataclass(frozen=True, slots=True)
+class LobbyInfo:
+    name: str
+    private: bool
+    online: int
+    creator: str
+    description: str
+    custom_ai: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LobbyList:
+    """/lobbies: every lobby; `yours` is the asker's, `ai` whether the server has Rox."""
+
+    lobbies: tuple[LobbyInfo, ...]
+    yours: str | None
+    ai: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommandHelp:
+    usage: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class HelpList:
+    """/help: the commands this server offers, and the /create forms spelled out."""
+
+    commands: tuple[CommandHelp, ...]
+    forms: tuple[tuple[str, str], ...]  # (form, what it makes)
+
+
+@dataclass(frozen=True, slots=True)
+class PictureList:
+    """/sp list: (name, picture) pairs in the order they are offered."""
+
+    pictures: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +195,10 @@ Event = (
     | Presence
     | Notice
     | Farewell
-    | Block
+    | MemberList
+    | LobbyList
+    | HelpList
+    | PictureList
     | Replay
     | Raw
     | AIThinking

@@ -8,8 +8,9 @@ only escape sequences in the output are the ones written here.
 
 from __future__ import annotations
 
+import textwrap
 import zlib
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from functools import singledispatch
 
@@ -17,13 +18,17 @@ from gochat.events import (
     AIAnswer,
     AIQuestion,
     AIThinking,
-    Block,
     ChatMessage,
     DirectMessage,
     Event,
     Farewell,
+    HelpList,
     Level,
+    LobbyList,
+    MemberList,
+    Move,
     Notice,
+    PictureList,
     Presence,
     Raw,
     Replay,
@@ -141,11 +146,22 @@ def _(event: TagNotice, s: Style) -> str:
     return f"{bell} {s.name(event.sender)} tagged you in #{event.lobby}: {event.text}\n"
 
 
+def presence_phrase(event: Presence) -> str:
+    """What follows the name: 'joined the chat', 'went to #dev', 'joined from #general'."""
+    if event.move is Move.CONNECTED:
+        return "joined the chat"
+    if event.move is Move.DISCONNECTED:
+        return "left the chat"
+    if event.move is Move.DEPARTED:
+        return f"went to #{event.other}"
+    return f"joined from #{event.other}" if event.other else "joined"
+
+
 @_text.register
 def _(event: Presence, s: Style) -> str:
     colour = GREEN if event.arriving else DIM
     sign = "→" if event.arriving else "←"
-    return s(colour, f"{sign} {event.picture} {event.name} {event.action}") + "\n"
+    return s(colour, f"{sign} {event.picture} {event.name} {presence_phrase(event)}") + "\n"
 
 
 @_text.register
@@ -154,10 +170,74 @@ def _(event: Notice, s: Style) -> str:
     return s(colour, f"{symbol} {event.text}") + "\n"
 
 
+def _titled(s: Style, title: str, lines: Iterable[str]) -> str:
+    return "\n".join([s(BOLD + CYAN, title), *lines]) + "\n"
+
+
 @_text.register
-def _(event: Block, s: Style) -> str:
-    lines = [s(BOLD + CYAN, event.title), *event.lines]
-    return "\n".join(lines) + "\n"
+def _(event: MemberList, s: Style) -> str:
+    lines = [
+        f"  {m.picture} {m.name}{' (you)' if m.name == event.you else ''}" for m in event.members
+    ]
+    return _titled(s, f"Users in #{event.lobby} ({len(lines)})", lines)
+
+
+@_text.register
+def _(event: LobbyList, s: Style) -> str:
+    lines = []
+    for lobby in event.lobbies:
+        here = "*" if lobby.name == event.yours else " "
+        access = "private" if lobby.private else "public"
+        ai = f"{'custom AI' if lobby.custom_ai else 'default AI':<10}  " if event.ai else ""
+        lines.append(
+            f" {here}#{lobby.name:<20} {access:<7} {lobby.online:>4} online  "
+            f"{ai}by {lobby.creator}  {lobby.description}"
+        )
+    return _titled(s, f"Lobbies ({len(lines)}; * = yours)", lines)
+
+
+@_text.register
+def _(event: HelpList, s: Style) -> str:
+    return _titled(s, "Commands", help_lines(event))
+
+
+@_text.register
+def _(event: PictureList, s: Style) -> str:
+    items = [f"{picture} {name:<10}" for name, picture in event.pictures]
+    rows = ["  " + "  ".join(items[i : i + 5]) for i in range(0, len(items), 5)]
+    return _titled(s, f"Profile pictures ({len(items)}): /sp <name>", rows)
+
+
+HELP_WIDTH = 80  # an nc or telnet user's terminal
+HELP_USAGE_COLUMN = 24  # a longer usage gets a line of its own, its summary below
+HELP_BELOW = "      "  # the indent of a summary under its usage
+
+
+def help_lines(event: HelpList) -> list[str]:
+    """/help as text, every line within HELP_WIDTH columns.
+
+    A usage too long for the column, or a summary too long for its line, puts
+    the summary on the next line rather than widening the column for everyone.
+    """
+    commands = event.commands
+    width = max((len(c.usage) for c in commands if len(c.usage) <= HELP_USAGE_COLUMN), default=0)
+    lines = []
+    for c in commands:
+        line = f"  {c.usage:<{width}}  {c.summary}"
+        if len(c.usage) <= width and len(line) <= HELP_WIDTH:
+            lines.append(line)
+            continue
+        lines.append(f"  {c.usage}")
+        lines.extend(
+            textwrap.wrap(
+                c.summary, HELP_WIDTH, initial_indent=HELP_BELOW, subsequent_indent=HELP_BELOW
+            )
+        )
+    lines.append("  Lobbies:")
+    form_width = max((len(form) for form, _ in event.forms), default=0)
+    lines.extend(f"    {form:<{form_width}}  {what}" for form, what in event.forms)
+    lines.append("  Any other line is said to your lobby (start it with // to say '/...').")
+    return lines
 
 
 @_text.register
@@ -223,6 +303,3 @@ def render(event: Event, colour: bool, *, prompt: bool = True) -> bytes:
     if colour:
         return encode(CLEAR_LINE + text + (PROMPT if prompt else ""))
     return encode(text)
-
-
-Renderer = Callable[[Event, bool], bytes]

@@ -16,7 +16,7 @@ import re
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gochat.events import Block, ChatMessage, DirectMessage, TagNotice
+from gochat.events import ChatMessage, DirectMessage, LobbyInfo, LobbyList, TagNotice
 from gochat.render import render
 from gochat.wire import LineReader, LineTooLong, clean_text, decode_line, sniff_foreign
 
@@ -250,7 +250,7 @@ def test_what_an_honest_user_receives_is_safe(data: bytes, colour: bool) -> None
         ChatMessage("general", "mallory", "🙂", f"@alice {text}", 0.0, "tag", "alice"),
         DirectMessage("mallory", "🙂", "alice", text, 0.0),
         TagNotice("mallory", "general", text),
-        Block("Lobbies", (f" #evil  public  1 online  by mallory  {text}",)),
+        LobbyList((LobbyInfo("evil", False, 1, "mallory", text, True),), "evil", True),
     ]
     for event in events:
         _only_server_escapes(render(event, colour), colour)
