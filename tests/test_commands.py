@@ -17,11 +17,10 @@ from gochat.chat import ChatCore
 from gochat.clients import Client
 from gochat.commands import (
     CREATE_FORMS,
-    HELP_WIDTH,
     REGISTRY,
     Registry,
     create_arguments,
-    help_block,
+    help_list,
 )
 from gochat.errors import UsageError, UserError
 from gochat.names import (
@@ -32,6 +31,7 @@ from gochat.names import (
     user_name_problem,
 )
 from gochat.ratelimit import GuessLimiter, MessageLimiter
+from gochat.render import HELP_WIDTH, help_lines, render
 
 from .conftest import FakeClock, test_config
 
@@ -258,12 +258,13 @@ def test_which_commands_spend_which_budget():
 @pytest.mark.parametrize("ai", [False, True])
 def test_help_lists_every_command_in_one_column_within_80(ai):
     """/help: summaries line up in one column; a usage too wide for it has the summary below."""
-    block = help_block(ai=ai)
-    assert block.title == "Commands"
-    assert all(len(line) <= HELP_WIDTH for line in block.lines)
+    help = help_list(ai=ai)
+    assert render(help, False).decode().startswith("Commands\r\n")
+    all_lines = help_lines(help)
+    assert all(len(line) <= HELP_WIDTH for line in all_lines)
     shown = [c for c in REGISTRY if ai or not c.needs_ai]
     column = 2 + max(len(c.usage) for c in shown if len(c.usage) <= 24) + 2
-    lines = list(block.lines)
+    lines = list(all_lines)
     for c in shown:
         line = lines.pop(0)
         in_column = f"  {c.usage:<{column - 4}}  {c.summary}"
@@ -275,7 +276,7 @@ def test_help_lists_every_command_in_one_column_within_80(ai):
             while lines[0].startswith("      "):
                 below.append(lines.pop(0).strip())
             assert " ".join(below) == c.summary
-    assert ("/ai <question>" in "\n".join(block.lines)) is ai
+    assert ("/ai <question>" in "\n".join(all_lines)) is ai
     assert lines[0] == "  Lobbies:"
     form_width = max(len(form) for form, _ in CREATE_FORMS)
     assert lines[1 : 1 + len(CREATE_FORMS)] == [
@@ -289,8 +290,8 @@ def layout(*entries: tuple[str, str, str]) -> tuple[str, ...]:
     registry = Registry()
     for name, args, summary in entries:
         registry.command(name, args, summary)(lambda ctx, args: None)
-    lines = help_block(ai=True, registry=registry).lines
-    return lines[: -2 - len(CREATE_FORMS)]
+    lines = help_lines(help_list(ai=True, registry=registry))
+    return tuple(lines[: -2 - len(CREATE_FORMS)])
 
 
 def test_help_a_usage_of_24_columns_stays_in_the_column():
