@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from gochat.changes import Change, LobbyDeleted, LobbySaved, LobbyTouched, Sink
 from gochat.clients import Client, ClientManager
 from gochat.config import Config
 from gochat.errors import UserError
@@ -31,9 +31,6 @@ from gochat.names import name_problem
 from gochat.render import set_timezone
 from gochat.stats import Counters
 
-if TYPE_CHECKING:
-    from gochat.journal import Journal
-
 log = logging.getLogger("gochat.chat")
 
 HISTORY_RING = 200
@@ -50,8 +47,13 @@ class ChatCore:
         self.clients = ClientManager()
         self.counters = Counters()
         self.lobbies = LobbyManager(now=clock(), history_size=max(config.replay_max, HISTORY_RING))
-        self.journal: Journal | None = None  # the store's writer, when there is a store
+        self.sinks: list[Sink] = []  # who keeps what changes: the journal, when there is a store
         self.closing = False  # set at shutdown: everyone leaves, nobody is told about it
+
+    def announce(self, change: Change) -> None:
+        """Hand `change` to every sink (each one queues; none blocks)."""
+        for sink in self.sinks:
+            sink.take(change)
 
     # -- one user -------------------------------------------------------------
 
@@ -127,8 +129,7 @@ class ChatCore:
             client.name,
             "private" if lobby.private else "public",
         )
-        if self.journal is not None:
-            self.journal.lobby_saved(lobby)
+        self.announce(LobbySaved(lobby))
         if lobby.private:
             created = (
                 f"Lobby #{lobby.name} created (private: /join {lobby.name} <password>). "
@@ -145,8 +146,7 @@ class ChatCore:
         removed = self.lobbies.remove_idle(self.clock(), self.config.lobby_idle_minutes * 60)
         for lobby in removed:
             log.info("lobby %s removed after inactivity", lobby.name)
-            if self.journal is not None:
-                self.journal.lobby_deleted(lobby.name)
+            self.announce(LobbyDeleted(lobby.name))
         return removed
 
     def touch_occupied(self) -> None:
@@ -155,20 +155,17 @@ class ChatCore:
         for lobby in self.lobbies:
             if lobby.members:
                 lobby.last_active = now
-                if self.journal is not None:
-                    self.journal.lobby_touched(lobby)
+                self.announce(LobbyTouched(lobby))
 
     def lobby_changed(self, lobby: Lobby) -> None:
         """Store `lobby` as it is now (after a persona or other setting changed)."""
-        if self.journal is not None:
-            self.journal.lobby_saved(lobby)
+        self.announce(LobbySaved(lobby))
 
     def record(self, lobby: Lobby, message: ChatMessage) -> None:
         """Add `message` to `lobby`'s history and the store (delivery is the caller's)."""
         lobby.history.append(message)
         lobby.last_active = message.timestamp
-        if self.journal is not None:
-            self.journal.message(message)
+        self.announce(message)
 
     def _arrive(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
         now = self.clock()
@@ -178,8 +175,7 @@ class ChatCore:
         lobby.members[client.key] = client
         lobby.last_active = now
         client.lobby = lobby
-        if self.journal is not None:
-            self.journal.lobby_touched(lobby)
+        self.announce(LobbyTouched(lobby))
         recent = lobby.recent(now, self.config.replay_minutes * 60, self.config.replay_max)
         if recent:
             send(Replay(lobby.name, recent, now), client)
@@ -187,8 +183,7 @@ class ChatCore:
     def _depart(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
         lobby.members.pop(client.key, None)
         lobby.last_active = self.clock()
-        if self.journal is not None:
-            self.journal.lobby_touched(lobby)
+        self.announce(LobbyTouched(lobby))
         deliver(
             Presence(client.name, client.picture, lobby.name, move, other), lobby.members.values()
         )
@@ -212,8 +207,7 @@ class ChatCore:
         )
         lobby.history.append(message)
         lobby.last_active = now
-        if self.journal is not None:
-            self.journal.message(message)
+        self.announce(message)
         counters = self.counters
         counters.messages += 1
         counters.deliveries += deliver(message, lobby.members.values())
@@ -229,8 +223,7 @@ class ChatCore:
             raise UserError("You can't send a DM to yourself.")
         event = DirectMessage(client.name, client.picture, target.name, text, self.clock())
         deliver(event, (client, target))
-        if self.journal is not None:
-            self.journal.direct(event)
+        self.announce(event)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("DM <%s> -> <%s> %s", client.name, target.name, text)
 

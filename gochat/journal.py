@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gochat.changes import Change, LobbyDeleted, LobbySaved, LobbyTouched
 from gochat.events import ChatMessage, DirectMessage
 from gochat.names import name_key
 from gochat.stats import FLUSH_BUCKETS, DurationHistogram
@@ -87,6 +88,20 @@ class Journal:
         self.flush_durations = DurationHistogram(FLUSH_BUCKETS)
 
     # -- the core's side: never blocks ----------------------------------------------
+
+    def take(self, change: Change) -> None:
+        """The core's announcement of a change (gochat.changes): queue what it means."""
+        match change:
+            case ChatMessage():
+                self.message(change)
+            case DirectMessage():
+                self.direct(change)
+            case LobbySaved(lobby=lobby):
+                self.lobby_saved(lobby)
+            case LobbyTouched(lobby=lobby):
+                self.lobby_touched(lobby)
+            case LobbyDeleted(name=name):
+                self.lobby_deleted(name)
 
     def message(self, message: ChatMessage) -> None:
         """A line said in a lobby (chat, tag, ai, system)."""
@@ -395,6 +410,6 @@ async def open_journal(
         messages,
     )
     journal = Journal(store, config, clock=core.clock)
-    core.journal = journal
+    core.sinks.append(journal)
     journal.start()
     return journal

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gochat import commands
+from gochat.changes import LobbySaved
 from gochat.chat import ChatCore
 from gochat.clients import Client
 from gochat.commands import (
@@ -116,22 +117,14 @@ class Assistant:
 
 
 class Journal:
-    """Records which lobbies were stored."""
+    """A sink of the core's changes that records which lobbies were stored."""
 
     def __init__(self) -> None:
         self.saved: list[str] = []
 
-    def lobby_saved(self, lobby) -> None:
-        self.saved.append(lobby.name)
-
-    def lobby_touched(self, lobby) -> None:
-        pass
-
-    def message(self, message) -> None:
-        pass
-
-    def direct(self, event) -> None:
-        pass
+    def take(self, change) -> None:
+        if isinstance(change, LobbySaved):
+            self.saved.append(change.lobby.name)
 
 
 class Ctx:
@@ -607,7 +600,8 @@ async def test_msg_and_tag_accept_an_at_sign(alice, bob):
 async def test_ai_and_setai_go_to_the_assistant(alice, core, server):
     await alice.run("/ai what is   jazz?")
     assert server.assistant.asked == [("alice", "what is   jazz?")]
-    journal = core.journal = Journal()
+    journal = Journal()
+    core.sinks.append(journal)
     await alice.run("/create music Jazz")
     journal.saved.clear()
     await alice.run("/setai a pirate")

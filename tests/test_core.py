@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from gochat.changes import LobbyDeleted, LobbySaved, LobbyTouched
 from gochat.chat import ChatCore
 from gochat.clients import Client
 from gochat.errors import UserError
-from gochat.events import ChatMessage
+from gochat.events import ChatMessage, DirectMessage
 from gochat.fanout import deliver
 from gochat.ratelimit import MessageLimiter
 
@@ -288,26 +289,24 @@ def test_logout_announced_and_idempotent(core):
 
 
 class RecordingJournal:
-    """The store's writer as the core sees it: a log of what it was asked to keep."""
+    """A sink of the core's changes: a log of what the store would be asked to keep."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def message(self, message) -> None:
-        self.calls.append(("message", message))
-
-    def direct(self, event) -> None:
-        self.calls.append(("direct", event))
-
-    def lobby_saved(self, lobby) -> None:
-        self.calls.append(("saved", lobby.name))
-        self.calls.append(("saved at", (lobby.name, lobby.created_at, lobby.last_active)))
-
-    def lobby_touched(self, lobby) -> None:
-        self.calls.append(("touched", (lobby.name, lobby.last_active)))
-
-    def lobby_deleted(self, name: str) -> None:
-        self.calls.append(("deleted", name))
+    def take(self, change) -> None:
+        if isinstance(change, ChatMessage):
+            self.calls.append(("message", change))
+        elif isinstance(change, DirectMessage):
+            self.calls.append(("direct", change))
+        elif isinstance(change, LobbySaved):
+            lobby = change.lobby
+            self.calls.append(("saved", lobby.name))
+            self.calls.append(("saved at", (lobby.name, lobby.created_at, lobby.last_active)))
+        elif isinstance(change, LobbyTouched):
+            self.calls.append(("touched", (change.lobby.name, change.lobby.last_active)))
+        elif isinstance(change, LobbyDeleted):
+            self.calls.append(("deleted", change.name))
 
     def kinds(self, kind: str) -> list:
         return [args for k, args in self.calls if k == kind]
@@ -362,7 +361,8 @@ def test_a_user_without_a_lobby_just_joins(core):
 
 def test_the_store_is_told_of_every_change(core, clock):
     """With a store, lobbies, messages and DMs are journaled as they happen."""
-    journal = core.journal = RecordingJournal()
+    journal = RecordingJournal()
+    core.sinks.append(journal)
     alice, _ = join(core, "alice")
     join(core, "bob")
     lobby = core.create_lobby(alice, "music", "d", None)
@@ -390,7 +390,8 @@ def test_the_store_is_told_of_every_change(core, clock):
 
 def test_record_keeps_a_message_in_history_and_the_store(core, clock):
     """What Rox says is recorded like a user's line: replayed, stored, and keeps the lobby alive."""
-    journal = core.journal = RecordingJournal()
+    journal = RecordingJournal()
+    core.sinks.append(journal)
     lobby = core.lobbies.general
     message = ChatMessage("general", "Rox", "🤖", "an answer", clock.now + 30, "ai", "alice")
     core.record(lobby, message)
@@ -494,7 +495,8 @@ def test_restore_puts_lobbies_back_and_general_keeps_its_access():
 
 def test_the_store_learns_when_a_lobby_was_last_used(core, clock):
     """Arrivals, departures and messages move a lobby's last use, and the store is told."""
-    journal = core.journal = RecordingJournal()
+    journal = RecordingJournal()
+    core.sinks.append(journal)
     alice, _ = join(core, "alice")
     start = clock.now
     lobby = core.create_lobby(alice, "music", "d", None)
@@ -629,7 +631,8 @@ def test_general_is_described_and_new_lobbies_have_no_persona(core, clock):
 
 def test_shutdown_marks_occupied_lobbies_as_just_used(core, clock):
     """At shutdown, lobbies people are in count as used now, so a restart does not prune them."""
-    journal = core.journal = RecordingJournal()
+    journal = RecordingJournal()
+    core.sinks.append(journal)
     alice, _ = join(core, "alice")
     bob, _ = join(core, "bob")
     music = core.create_lobby(alice, "music", "d", None)
