@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import string
-from types import SimpleNamespace
 
 import bcrypt
 import pytest
@@ -33,6 +32,7 @@ from gochat.names import (
 )
 from gochat.ratelimit import GuessLimiter, MessageLimiter
 from gochat.render import HELP_WIDTH, help_lines, render
+from gochat.server import ChatServer
 
 from .conftest import FakeClock, test_config
 
@@ -99,23 +99,6 @@ def test_name_identity_ignores_case(a, b):
 # --- the command table and its handlers, with a stand-in for the session --------------
 
 
-class Assistant:
-    """Rox as the handlers see it: enabled or not, and what it was asked."""
-
-    def __init__(self, enabled: bool = False, changes: bool = True) -> None:
-        self.enabled = enabled
-        self.changes = changes
-        self.asked: list[tuple[str, str]] = []
-        self.personas: list[tuple[str, str]] = []
-
-    def ask(self, client: Client, question: str) -> None:
-        self.asked.append((client.name, question))
-
-    def set_persona(self, client: Client, prompt: str) -> bool:
-        self.personas.append((client.name, prompt))
-        return self.changes
-
-
 class Journal:
     """A sink of the core's changes that records which lobbies were stored."""
 
@@ -169,16 +152,21 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def core(clock: FakeClock) -> ChatCore:
-    return ChatCore(test_config(), clock)
+def make_server(clock: FakeClock, **settings) -> ChatServer:
+    """A real server, not started: its core, its Rox and its guess limiter are real."""
+    server = ChatServer(test_config(**settings), clock=clock)
+    server.lobby_guesses = GuessLimiter(per_source=2, per_target=3, window=60.0)  # small limits
+    return server
 
 
 @pytest.fixture
-def server():
-    return SimpleNamespace(
-        assistant=Assistant(), lobby_guesses=GuessLimiter(per_source=2, per_target=3, window=60.0)
-    )
+def server(clock: FakeClock) -> ChatServer:
+    return make_server(clock)  # no AI key: Rox is off
+
+
+@pytest.fixture
+def core(server: ChatServer) -> ChatCore:
+    return server.core
 
 
 @pytest.fixture
@@ -518,8 +506,13 @@ async def test_lobbies_lists_access_members_creator_and_description(alice, bob, 
         core.lobbies.general.description
     )
     assert lines[2] == "  #vault                private    1 online  by bob  the safe"
-    server.assistant.enabled = True
-    core.lobbies.get("vault").persona = "a pirate"
+
+
+async def test_lobbies_show_the_ai_column_when_rox_is_on(clock):
+    server = make_server(clock, ai_api_key="test-key")
+    alice, bob = Ctx(server.core, server, "alice"), Ctx(server.core, server, "bob")
+    await bob.run("/create vault s3cret the safe")
+    await bob.run("/setai a pirate")
     alice.clear()
     await alice.run("/lobbies")
     lines = alice.text.split("\r\n")
@@ -597,19 +590,29 @@ async def test_msg_and_tag_accept_an_at_sign(alice, bob):
     assert "@bob look" in bob.text
 
 
-async def test_ai_and_setai_go_to_the_assistant(alice, core, server):
-    await alice.run("/ai what is   jazz?")
-    assert server.assistant.asked == [("alice", "what is   jazz?")]
+async def test_ai_without_a_key_is_not_available(alice):
+    with pytest.raises(UserError, match="AI is not available on this server"):
+        await alice.run("/ai what is   jazz?")
+    with pytest.raises(UserError, match="AI is not available on this server"):
+        await alice.run("/setai a pirate")
+
+
+async def test_setai_goes_to_rox_and_is_stored(clock):
+    server = make_server(clock, ai_api_key="test-key")
+    alice, bob = Ctx(server.core, server, "alice"), Ctx(server.core, server, "bob")
     journal = Journal()
-    core.sinks.append(journal)
+    server.core.sinks.append(journal)
     await alice.run("/create music Jazz")
+    await bob.run("/join music")
     journal.saved.clear()
     await alice.run("/setai a pirate")
-    assert server.assistant.personas == [("alice", "a pirate")]
+    assert server.core.lobbies.get("music").persona == "a pirate"
+    assert "alice gave Rox a new persona in #music: a pirate" in bob.text
     assert journal.saved == ["music"]  # the persona outlives a restart
-    server.assistant.changes = False
     await alice.run("/setai reset")
-    assert journal.saved == ["music"]
+    assert journal.saved == ["music", "music"]
+    await alice.run("/setai reset")  # already the default: nothing changes, nothing stored
+    assert journal.saved == ["music", "music"]
 
 
 async def test_quit_says_goodbye(alice):
@@ -624,7 +627,8 @@ async def test_help_goes_to_the_asker(alice, bob, server):
     assert alice.text.startswith("Commands\r\n")
     assert "/ai <question>" not in alice.text
     assert bob.text == ""
-    server.assistant.enabled = True
-    alice.clear()
-    await alice.run("/help")
-    assert "/ai <question>" in alice.text
+    with_ai = make_server(FakeClock(), ai_api_key="test-key")
+    carol = Ctx(with_ai.core, with_ai, "carol")
+    carol.clear()
+    await carol.run("/help")
+    assert "/ai <question>" in carol.text

@@ -22,7 +22,8 @@ import pytest
 
 from gochat.cli import load_config
 from gochat.config import Config, ConfigError, settings
-from gochat.store.base import DirectRecord, LobbyRecord, MessageRecord, Op, Store
+from gochat.store.base import Op
+from gochat.store.sqlite import SQLiteStore
 
 from .conftest import ROOT, ChatClient, daemon_env, wait_until
 
@@ -138,39 +139,18 @@ async def start(running: list[Daemon], cwd: Path, **settings: str) -> Daemon:
     return d
 
 
-class HeldStore(Store):
-    """An empty store whose writes wait at `gate`: a shutdown waiting for its last writes."""
+class HeldStore(SQLiteStore):
+    """A real SQLite store whose writes wait at `gate`: a shutdown waiting for its last writes."""
 
-    description = "held store (test)"
-
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
         self.gate = asyncio.Event()
         self.writing = False
-
-    async def open(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def schema_version(self) -> int:
-        return 0
-
-    async def load_lobbies(self) -> list[LobbyRecord]:
-        return []
-
-    async def recent_messages(self, lobby: str, limit: int) -> list[MessageRecord]:
-        return []
-
-    async def recent_direct(self, limit: int) -> list[DirectRecord]:
-        return []
 
     async def write(self, ops: Sequence[Op], touched: Mapping[str, float] | None = None) -> None:
         self.writing = True
         await self.gate.wait()
-
-    async def prune(self, *, max_per_lobby: int, before: float | None) -> int:
-        return 0
+        await super().write(ops, touched)
 
 
 def run_gochat(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -283,9 +263,9 @@ async def test_ssh_client_on_the_plain_port_gets_one_line_and_a_close(connect):
     assert "This is a plain-text chat port, not an SSH server" in after
 
 
-async def test_no_new_connection_is_accepted_while_shutting_down(make_server):
+async def test_no_new_connection_is_accepted_while_shutting_down(make_server, tmp_path):
     """While shutdown waits for the store, a new connection is refused or told it is closing."""
-    store = HeldStore()
+    store = HeldStore(str(tmp_path / "held.db"))
     server = await make_server(store=store)
     port = server.ports["plain"]
     alice = await (await ChatClient.connect(port)).login("alice")

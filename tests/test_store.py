@@ -23,6 +23,7 @@ from gochat import journal as journal_module
 from gochat.config import Config
 from gochat.events import ChatMessage, DirectMessage
 from gochat.journal import Journal
+from gochat.lobbies import Lobby
 from gochat.store import (
     DeleteLobby,
     DirectRecord,
@@ -410,18 +411,19 @@ def chat(lobby: str, text: str, ts: float = T0, **kw: Any) -> ChatMessage:
     return ChatMessage(lobby, kw.pop("sender", "alice"), "🙂", text, ts, **kw)
 
 
-class FakeLobby:
-    """Just what Journal.lobby_saved reads from a Lobby."""
-
-    def __init__(self, name: str, **kw: Any) -> None:
-        self.name = name
-        self.key = name.casefold()
-        self.creator = kw.get("creator", "alice")
-        self.description = kw.get("description", "desc")
-        self.password_hash = kw.get("password_hash")
-        self.persona = kw.get("persona")
-        self.created_at = kw.get("created_at", T0)
-        self.last_active = kw.get("last_active", T0)
+def live_lobby(name: str, **kw: Any) -> Lobby:
+    """A real Lobby as the journal reads it when it is saved."""
+    room = Lobby(
+        name,
+        creator=kw.get("creator", "alice"),
+        description=kw.get("description", "desc"),
+        password_hash=kw.get("password_hash"),
+        now=kw.get("created_at", T0),
+        history_size=10,
+    )
+    room.persona = kw.get("persona")
+    room.last_active = kw.get("last_active", T0)
+    return room
 
 
 class GatedStore(Store):
@@ -485,7 +487,7 @@ async def test_journal_commits_in_the_background(sqlite_path):
     store = await open_sqlite(sqlite_path)
     journal = Journal(store, journal_config(flush_ms=20))
     journal.start()
-    journal.lobby_saved(FakeLobby("Den", password_hash=b"hash"))  # type: ignore[arg-type]
+    journal.lobby_saved(live_lobby("Den", password_hash=b"hash"))
     for i in range(10):
         journal.message(chat("Den", f"m{i}", T0 + i))
     reader = await open_sqlite(sqlite_path)
@@ -542,10 +544,10 @@ async def test_full_queue_drops_oldest_messages_but_keeps_lobby_changes(sqlite_p
     gated.gate.clear()
     journal = Journal(gated, journal_config(flush_ms=1, store_queue_max=100))
     journal.start()
-    journal.lobby_saved(FakeLobby("Den"))  # type: ignore[arg-type]
+    journal.lobby_saved(live_lobby("Den"))
     journal.message(chat("Den", "first"))
     await wait_until(lambda: journal._inflight == 2, what="the first batch to be stuck")
-    journal.lobby_saved(FakeLobby("Attic"))  # type: ignore[arg-type]
+    journal.lobby_saved(live_lobby("Attic"))
     for i in range(250):
         journal.message(chat("Den", f"m{i}", T0 + i))
     journal.lobby_deleted("attic")
