@@ -3,7 +3,7 @@
 `/help` is generated from this table and a wrong call gets the entry's usage,
 so the two can never disagree. The session checks argument counts and the
 rate limit from the entry before the handler runs; handlers only do the work.
-A handler may be a coroutine function (bcrypt runs off the loop); the session
+A handler may be a coroutine function (bcrypt runs off the loop); the front end
 then holds the user's later lines until it finishes, so order is kept.
 """
 
@@ -52,7 +52,10 @@ class Context(Protocol):
     core: ChatCore
     server: ChatServer
     client: Client
-    ip_key: str  # where the connection comes from, as connections are counted (IPv6: /64)
+
+    @property
+    def ip_key(self) -> str:
+        """Where the connection comes from, as connections are counted (IPv6: its /64)."""
 
     @property
     def active(self) -> bool: ...

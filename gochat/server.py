@@ -21,15 +21,16 @@ from typing import Any
 
 from gochat.chat import ChatCore
 from gochat.config import Config, format_host_port, parse_host_port
-from gochat.events import Farewell, Raw
+from gochat.events import Raw
+from gochat.frontends.text import NAME_PROMPT, TextFrontEnd
 from gochat.journal import Journal, open_journal
 from gochat.metrics import MetricsServer
 from gochat.ratelimit import ConnectionCounter, GuessLimiter, ip_key
 from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
-from gochat.session import NAME_PROMPT, Session, drop_closing
 from gochat.store import Store, StoreError
 from gochat.tls import TlsError, load_context, off_reason
+from gochat.transport import Connection, drop_closing
 from gochat.wire import encode
 
 log = logging.getLogger("gochat.server")
@@ -78,7 +79,7 @@ class ChatServer:
         self.lobby_guesses = GuessLimiter(
             LOBBY_GUESSES_PER_SOURCE, LOBBY_GUESSES_PER_LOBBY, LOBBY_GUESS_WINDOW
         )
-        self.sessions: set[Session] = set()
+        self.sessions: set[Connection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ports: dict[str, int] = {}
         self.tls: ssl.SSLContext | None = None  # what new TLS connections use; see reload()
@@ -90,7 +91,7 @@ class ChatServer:
             for colour in (True, False)
         }
         self._closing = False
-        self._dirty: list[Session] = []  # sessions with output queued this turn
+        self._dirty: list[Connection] = []  # connections with output queued this turn
         self._drained = asyncio.Event()
         self.metrics: MetricsServer | None = None
         self.started_at: float | None = None
@@ -164,7 +165,7 @@ class ChatServer:
             server = await self.loop.create_server(
                 # TLS starts in the session, after admission: handshakes count as connections.
                 # The context is read per connection, so a SIGHUP reload reaches new ones.
-                lambda: Session(self, name, self.tls if tls else None),
+                lambda: Connection(self, name, self.tls if tls else None, self._text_front_end),
                 self.config.host,
                 port,
                 reuse_address=True,
@@ -230,7 +231,7 @@ class ChatServer:
 
     # -- admission --------------------------------------------------------------
 
-    def admit(self, session: Session) -> str | None:
+    def admit(self, session: Connection) -> str | None:
         """Count a new connection, or return the line it is refused with."""
         if self._closing:
             return SHUTDOWN_NOTICE
@@ -249,13 +250,13 @@ class ChatServer:
         log.info("connect %s (%s)", session.address, session.listener)
         return None
 
-    def release(self, session: Session) -> None:
+    def release(self, session: Connection) -> None:
         self.sessions.discard(session)
         self.counter.release(session.ip_key)
         if self._closing and not self.sessions:
             self._drained.set()
 
-    def flush_soon(self, session: Session) -> None:
+    def flush_soon(self, session: Connection) -> None:
         """Have `session`'s queued output written at the end of this loop turn."""
         if not self._dirty:
             self.loop.call_soon(self._flush_dirty)
@@ -265,6 +266,9 @@ class ChatServer:
         dirty, self._dirty = self._dirty, []
         for session in dirty:
             session.flush()
+
+    def _text_front_end(self, link: Connection) -> TextFrontEnd:
+        return TextFrontEnd(self, link)
 
     def banner(self, colour: bool) -> bytes:
         return self._banners[colour]
@@ -330,13 +334,10 @@ class ChatServer:
             listener.close()
         for task in list(self.tasks):
             task.cancel()
-        notice = {c: render(Farewell(SHUTDOWN_NOTICE), c) for c in (True, False)}
         sessions = list(self.sessions)
         log.info("shutting down: %d connections", len(sessions))
         for session in sessions:
-            if session.active:
-                session.client.write(notice[session.client.colour])
-                session.close("server shutdown")
+            session.front.shutdown(SHUTDOWN_NOTICE)
         if self.sessions:
             await self._drain(self.config.shutdown_grace)
         for session in list(self.sessions):

@@ -1,0 +1,416 @@
+"""The transport adapter: one asyncio Protocol per connection; it knows bytes, never chat.
+
+A `Connection` admits the connection (the server's caps), puts TLS under it,
+tunes the socket, sniffs a foreign protocol on a plain port, queues output and
+writes it once per loop turn (the Outbox), drops a reader past the SendQ cap,
+runs the one timer its front end asks for, and closes by the FIN/RST policy
+below. What the bytes mean is the front end's business: a `FrontEnd` is
+sans-IO and talks to its connection only through the `Link` methods
+(`write`, `close`, `pause_reading`, `resume_reading`, `set_timer`,
+`cancel_timer`), as websockets' `Protocol` does with its `Connection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.sslproto
+import contextlib
+import functools
+import logging
+import socket
+import ssl
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, cast
+
+from gochat.wire import sniff_foreign
+
+if TYPE_CHECKING:
+    from gochat.server import ChatServer
+
+log = logging.getLogger("gochat.transport")
+
+CLOSE_LINGER = 5.0  # seconds a closing connection may take to flush its last lines
+FIN_GRACE = 1.0  # seconds a client may take to close after our FIN before it is reset
+# TCP states in which the peer has acknowledged our FIN, hence every byte before it.
+FIN_ACKED_STATES = frozenset({5, 6, 7})  # FIN_WAIT2, TIME_WAIT, CLOSE (linux/tcp_states.h)
+TLS_READ_BUFFER = 16 * 1024  # bytes per TLS connection (asyncio's own: 256 KiB)
+
+
+class FrontEnd(Protocol):
+    """A dialect (text, later JSON and IRC): bytes in, core calls, bytes out via its Link."""
+
+    def refusal(self, text: str) -> bytes:
+        """The bytes that refuse a connection before it starts (server full, shutting down)."""
+
+    def start(self) -> None:
+        """Admitted, TLS done: greet and arm a timer."""
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the peer, in order."""
+
+    def end_of_input(self) -> None:
+        """The peer closed its side; finish what it asked for, then close."""
+
+    def timer_expired(self) -> None:
+        """The timer set with `Link.set_timer` went off."""
+
+    def closing(self, reason: str, *, abort: bool) -> None:
+        """The connection is closing for `reason` (not at the front end's request).
+
+        `abort` is set when a reader is dropped mid-fan-out (SendQ exceeded): the
+        user leaves the chat later, in `lost`, not in the middle of a delivery.
+        """
+
+    def lost(self) -> None:
+        """The connection is gone: forget the user."""
+
+    def who(self) -> str:
+        """This connection for a log line: the user's name and address, as far as known."""
+
+    def shutdown(self, notice: str) -> None:
+        """The server is stopping: say `notice` and close."""
+
+
+class TlsLayer(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a read buffer sized for chat.
+
+    The stock one zero-fills a 256 KiB buffer per connection (cpython issue
+    #109534), so every TLS user cost about 280 KiB of RSS. The buffer receives
+    one socket read of ciphertext at a time; a TLS record is at most 16 KiB
+    plus overhead, and a smaller buffer only means more reads of bulk data,
+    which chat does not have.
+    """
+
+    max_size = TLS_READ_BUFFER
+
+
+class Connection(asyncio.Protocol):
+    """One accepted connection: the bytes side of a user, whatever their dialect."""
+
+    __slots__ = (
+        "address",
+        "admitted",
+        "closed",
+        "eof",
+        "front",
+        "handshaking",
+        "ip_key",
+        "listener",
+        "outbox",
+        "server",
+        "sniffed",
+        "timer",
+        "tls",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        server: ChatServer,
+        listener: str,
+        tls: ssl.SSLContext | None,
+        front_end: Callable[[Connection], FrontEnd],
+    ) -> None:
+        self.server = server
+        self.listener = listener
+        self.tls = tls  # set: the handshake runs once the connection is admitted
+        self.transport: asyncio.Transport | None = None
+        self.address = "?"
+        self.ip_key = "?"
+        self.admitted = False
+        self.closed = False
+        self.sniffed = tls is not None  # a plain port checks the first bytes for TLS, HTTP...
+        self.eof = False  # the peer has closed its side
+        self.handshaking = False  # TLS: the handshake is running on the raw transport
+        self.timer: asyncio.TimerHandle | None = None
+        self.outbox: list[bytes] = []
+        self.front = front_end(self)
+
+    # -- asyncio callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        transport = cast(asyncio.Transport, transport)
+        if self.handshaking:  # the TLS layer's transport: the handshake is done
+            self._tls_ready(transport)
+            return
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else "?"
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            self.closed = True
+            if self.tls is None:  # a TLS client could not read a plain-text line
+                transport.write(self.front.refusal(refusal))
+            _close_within(transport, self.server.loop)
+            return
+        self.admitted = True
+        if self.tls is not None:
+            self._start_tls(transport, self.tls)
+            return
+        self._start(transport)
+
+    def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """Put the TLS layer under this connection now, before the first byte is read.
+
+        Not loop.start_tls(): that is a coroutine, so it takes over the socket
+        only a loop turn later, and uvloop starts reading as soon as
+        connection_made returns (pause_reading there is undone): a ClientHello
+        could reach the front end as chat text. Nor create_server(ssl=...): that
+        hands the connection over only after the handshake, so handshakes in
+        progress would escape the connection caps. Here the layer takes the
+        socket synchronously and calls connection_made again, with the TLS
+        transport, when the handshake is done; application data that came with
+        the handshake's last flight follows it, in order.
+        """
+        loop = self.server.loop
+        handshake: asyncio.Future[None] = loop.create_future()
+        layer = TlsLayer(
+            loop,
+            self,
+            context,
+            handshake,
+            server_side=True,
+            # typeshed says int; asyncio takes any number of seconds
+            ssl_handshake_timeout=self.server.config.tls_handshake_timeout,  # type: ignore[arg-type]
+        )
+        self.handshaking = True
+        raw.set_protocol(layer)
+        layer.connection_made(raw)
+        handshake.add_done_callback(functools.partial(self._handshake_done, raw))
+
+    def _tls_ready(self, transport: asyncio.Transport) -> None:
+        self.handshaking = False
+        if self.closed:  # closed (shutdown) while the handshake finished
+            transport.abort()
+            return
+        self._start(transport)
+
+    def _handshake_done(self, raw: asyncio.Transport, handshake: asyncio.Future[None]) -> None:
+        """A failed, timed-out or reset handshake: close and release the slot."""
+        if not handshake.cancelled() and handshake.exception() is None:
+            return  # connection_made has started the front end
+        self.handshaking = False
+        raw.abort()
+        exc = None if handshake.cancelled() else handshake.exception()
+        self.connection_lost(exc if isinstance(exc, Exception) else None)
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        config = self.server.config
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _tune_socket(sock, config.socket_sndbuf)
+        transport.set_write_buffer_limits(high=config.sendq_bytes)
+        self.front.start()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.sniffed:
+            self.sniffed = True
+            foreign = sniff_foreign(data)
+            if foreign is not None:
+                self._refuse_foreign(foreign)
+                return
+        self.front.receive(data)
+
+    def eof_received(self) -> bool:
+        """The peer closed its side: its front end finishes what it asked for, then closes."""
+        self.eof = True
+        if not self.closed:
+            self.front.end_of_input()
+        return not self.closed  # half-open only while its lines are pending
+
+    def pause_writing(self) -> None:
+        """More than the send-queue cap is unsent: this reader is too slow; drop it."""
+        if self.closed:
+            return
+        unsent = self.transport.get_write_buffer_size() if self.transport else 0
+        log.warning("SendQ exceeded for %s (%d bytes unsent); dropping", self.front.who(), unsent)
+        self.front.closing("SendQ exceeded", abort=True)
+        self.close(abort=True)
+
+    def resume_writing(self) -> None:
+        """Nothing to do: we never wait for the buffer to drain."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.front.closing("connection reset" if exc else "connection closed", abort=False)
+        self.cancel_timer()
+        self.front.lost()
+        if self.admitted:
+            self.admitted = False
+            self.server.release(self)
+        self.transport = None
+
+    # -- the Link: what the front end may ask of its connection ---------------
+
+    def write(self, data: bytes) -> None:
+        """Queue `data`; the server writes each connection's queue once per loop turn.
+
+        One write per connection per loop turn instead of one per line: each write
+        is a send() system call, by far the largest cost of a delivery, and a
+        backlog after any stall goes out in one piece instead of line by line.
+        """
+        outbox = self.outbox
+        if not outbox:
+            self.server.flush_soon(self)
+        outbox.append(data)
+
+    def flush(self) -> None:
+        """Hand this turn's output to the transport in one write (never waits)."""
+        outbox = self.outbox
+        if not outbox:
+            return
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def close(self, *, abort: bool = False) -> None:
+        """Stop all I/O: flush and close by the FIN/RST policy, or reset at once (`abort`)."""
+        already = self.closed
+        self.closed = True
+        self.cancel_timer()
+        transport = self.transport
+        if transport is None or (already and transport.is_closing()):
+            return
+        if abort or self.handshaking:  # mid-handshake there is nothing to flush
+            self.outbox.clear()
+            _reset(transport)
+        else:
+            self.flush()
+            _close_within(transport, self.server.loop, half_close=not self.eof)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def set_timer(self, when: float) -> None:
+        """Call the front end's `timer_expired` at loop time `when` (one timer at a time)."""
+        self.cancel_timer()
+        self.timer = self.server.loop.call_at(when, self._on_timer)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if not self.closed:
+            self.front.timer_expired()
+
+    def _refuse_foreign(self, kind: str) -> None:
+        log.info("refused %s from %s on the plain port", kind, self.address)
+        self.write(self.server.foreign_protocol_reply(kind))  # after the greeting, in order
+        self.front.closing(f"{kind} on the plain port", abort=False)
+        self.close()
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Drop the connection with a TCP reset: the kernel frees its buffer at once.
+
+    A plain abort still lets a stalled peer trickle out what sits in the kernel's
+    send buffer; a reader dropped for being too slow gets nothing more.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _close_within(
+    transport: asyncio.Transport,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    half_close: bool = False,
+) -> None:
+    """Close after flushing, so that every client notices, and never wait forever.
+
+    A plain close() sends FIN once the buffer drains: telnet, socat and s_client
+    exit on it, but Debian's nc keeps waiting for its user to type, since only a
+    failed write tells it the connection is gone. So a connection whose peer is
+    still open is half-closed (FIN after the last line) and kept; a client that
+    has not closed its side FIN_GRACE seconds after acknowledging the FIN (so it
+    holds every byte) gets a TCP reset, on which nc exits with all of it shown.
+    A peer that never reads (zero window) is aborted after CLOSE_LINGER.
+    Without `half_close` (the client closed first, or was refused at admission,
+    where holding the socket would help a connection flood) it closes at once.
+    """
+    if not half_close or not _can_half_close(transport):
+        transport.close()
+        if transport.get_write_buffer_size():
+            loop.call_later(CLOSE_LINGER, transport.abort)
+        return
+    transport.write_eof()
+    loop.call_later(FIN_GRACE, _after_fin, transport, loop, loop.time() + CLOSE_LINGER)
+
+
+def _after_fin(
+    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, deadline: float
+) -> None:
+    """FIN_GRACE after a half-close: reset a client that kept its side open."""
+    if transport.is_closing():  # the client closed too: nothing left to do
+        return
+    if fin_acknowledged(transport) or loop.time() >= deadline:
+        drop_closing(transport)
+    else:
+        loop.call_later(FIN_GRACE, _after_fin, transport, loop, deadline)
+
+
+def _can_half_close(transport: asyncio.Transport) -> bool:
+    """Plain TCP on a kernel that reports TCP state (TLS cannot half-close)."""
+    return hasattr(socket, "TCP_INFO") and transport.can_write_eof()
+
+
+def fin_acknowledged(transport: asyncio.BaseTransport) -> bool:
+    """True when the peer has acknowledged our FIN, so it holds every byte we sent."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:
+        return False
+    return state in FIN_ACKED_STATES
+
+
+def drop_closing(transport: asyncio.Transport) -> None:
+    """End a closing connection now: a reset if the peer has it all, else a plain abort.
+
+    The reset is what makes nc exit; a peer still owed bytes keeps getting them
+    from the kernel after a plain abort, as it would after close().
+    """
+    if fin_acknowledged(transport):
+        _reset(transport)
+    else:
+        transport.abort()
+
+
+def _tune_socket(sock: socket.socket, sndbuf: int) -> None:
+    """Keepalive finds half-open peers; no Nagle, chat lines are small and urgent.
+
+    A bounded kernel send buffer keeps a stalled reader's backlog in our send
+    queue, where the cap sees it, instead of in up to megabytes of kernel memory.
+    """
+    try:
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 15)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
+    except OSError:
+        pass
