@@ -1,7 +1,7 @@
 """The command table: one entry per command with its usage, summary and handler.
 
 `/help` is generated from this table and a wrong call gets the entry's usage,
-so the two can never disagree. The session checks argument counts and the
+so the two can never disagree. The front end checks argument counts and the
 rate limit from the entry before the handler runs; handlers only do the work.
 A handler may be a coroutine function (bcrypt runs off the loop); the front end
 then holds the user's later lines until it finishes, so order is kept.
@@ -296,7 +296,7 @@ def _color(ctx: Context, args: str) -> None:
     needs_ai=True,
 )
 def _ai(ctx: Context, args: str) -> None:
-    # Returns at once: the answer is a server task, so this session keeps reading.
+    # Returns at once: the answer is a server task, so this user keeps reading.
     ctx.server.assistant.ask(ctx.client, args)
 
 

@@ -1,7 +1,7 @@
 """Rate limits as pure objects: they are told the time, they never read a clock.
 
 That keeps them testable without sleeping (tests pass any `now`) and keeps the
-policy in one place: the session asks, the limiter answers.
+policy in one place: the front end asks, the limiter answers.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class SlidingWindow:
 
 
 class Verdict(Enum):
-    """What the session does with a line that would spend the budget."""
+    """What the front end does with a line that would spend the budget."""
 
     SEND = "send"
     REFUSE_WITH_NOTICE = "notice"  # refused; tell the user how long to wait

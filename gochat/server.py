@@ -1,7 +1,7 @@
 """Listeners, admission, background chores and an orderly shutdown.
 
 The server owns the event loop's view of the world: the chat core, every
-session, every background task. Admission (per-IP and total caps) happens in
+connection, every background task. Admission (per-IP and total caps) happens in
 `connection_made`, before a byte of banner is sent, so a connection flood
 costs a refusal line and a close.
 """
@@ -163,7 +163,7 @@ class ChatServer:
         tls = name == "tls"
         try:
             server = await self.loop.create_server(
-                # TLS starts in the session, after admission: handshakes count as connections.
+                # TLS starts in the Connection, after admission: handshakes count as connections.
                 # The context is read per connection, so a SIGHUP reload reaches new ones.
                 lambda: Connection(self, name, self.tls if tls else None, self._text_front_end),
                 self.config.host,

@@ -33,7 +33,7 @@ class LineTooLong:
     """Emitted once for a line that passed the cap.
 
     The rest of that line, up to the next line end, is discarded. A marker
-    rather than an exception so the session can warn the user and keep reading:
+    rather than an exception so the front end can warn the user and keep reading:
     one oversized paste must not cost the connection.
     """
 
