@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gochat.names import name_key
 from gochat.profiles import DEFAULT_PICTURE
 from gochat.ratelimit import MessageLimiter
 
 if TYPE_CHECKING:
+    from gochat.events import Event
     from gochat.lobbies import Lobby
+
+
+class OutputMode(Protocol):
+    """How one kind of recipient sees events (text with ANSI, plain text, JSON lines).
+
+    Delivery renders an event once per mode and hands every recipient in that
+    mode the same bytes, so a mode must hold nothing about one recipient.
+    """
+
+    def render(self, event: Event) -> bytes: ...
 
 
 def _discard(data: bytes) -> None:
@@ -27,10 +38,10 @@ class Client:
 
     __slots__ = (
         "address",
-        "colour",
         "key",
         "limiter",
         "lobby",
+        "mode",
         "name",
         "picture",
         "write",
@@ -42,13 +53,13 @@ class Client:
         write: Callable[[bytes], None],
         *,
         limiter: MessageLimiter,
-        colour: bool = True,
+        mode: OutputMode,
         address: str = "",
     ) -> None:
         self.name = name
         self.key = name_key(name)
         self.write = write
-        self.colour = colour
+        self.mode = mode
         self.picture = DEFAULT_PICTURE
         self.limiter = limiter
         self.address = address

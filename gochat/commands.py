@@ -32,6 +32,7 @@ from gochat.events import (
 from gochat.fanout import send
 from gochat.names import lobby_name, name_problem
 from gochat.ratelimit import wait_phrase
+from gochat.render import TextMode, text_mode
 
 if TYPE_CHECKING:
     from gochat.chat import ChatCore
@@ -283,7 +284,9 @@ def _color(ctx: Context, args: str) -> None:
     choice = args.split()[0].lower()
     if choice not in {"on", "off"}:
         raise UsageError()
-    ctx.client.colour = choice == "on"
+    if not isinstance(ctx.client.mode, TextMode):
+        raise UserError("Colour is a setting of the text front end.")
+    ctx.client.mode = text_mode(choice == "on")
     ctx.core.tell(ctx.client, f"Colour {choice}.", Level.SUCCESS)
 
 

@@ -9,29 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gochat.clients import Client
+from gochat.clients import Client, OutputMode
 from gochat.events import Event
-from gochat.render import render
 
 
 def deliver(event: Event, recipients: Iterable[Client]) -> int:
-    """Send `event` to every recipient; return how many it was written to."""
-    plain: bytes | None = None
-    ansi: bytes | None = None
+    """Send `event` to every recipient; return how many it was written to.
+
+    Rendered once per output mode (text ANSI, text plain, JSON...); recipients
+    in a row that share a mode, the common case, cost one identity check each.
+    """
+    rendered: dict[OutputMode, bytes] = {}
+    last_mode: OutputMode | None = None
+    data = b""
     count = 0
     for client in recipients:
-        if client.colour:
-            if ansi is None:
-                ansi = render(event, True)
-            client.write(ansi)
-        else:
-            if plain is None:
-                plain = render(event, False)
-            client.write(plain)
+        mode = client.mode
+        if mode is not last_mode:
+            cached = rendered.get(mode)
+            if cached is None:
+                cached = rendered[mode] = mode.render(event)
+            last_mode, data = mode, cached
+        client.write(data)
         count += 1
     return count
 
 
 def send(event: Event, client: Client) -> None:
     """Send `event` to one client."""
-    client.write(render(event, client.colour))
+    client.write(client.mode.render(event))

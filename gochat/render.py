@@ -303,3 +303,27 @@ def render(event: Event, colour: bool, *, prompt: bool = True) -> bytes:
     if colour:
         return encode(CLEAR_LINE + text + (PROMPT if prompt else ""))
     return encode(text)
+
+
+class TextMode:
+    """The text front end's output: ANSI (colour and the prompt redraw) or plain."""
+
+    __slots__ = ("colour",)
+
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def render(self, event: Event) -> bytes:
+        return render(event, self.colour)
+
+    def __repr__(self) -> str:
+        return f"<TextMode {'ANSI' if self.colour else 'plain'}>"
+
+
+ANSI_TEXT = TextMode(True)
+PLAIN_TEXT = TextMode(False)
+
+
+def text_mode(colour: bool) -> TextMode:
+    """One shared mode object per choice, so delivery renders each once."""
+    return ANSI_TEXT if colour else PLAIN_TEXT

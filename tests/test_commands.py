@@ -31,7 +31,7 @@ from gochat.names import (
     user_name_problem,
 )
 from gochat.ratelimit import GuessLimiter, MessageLimiter
-from gochat.render import HELP_WIDTH, help_lines, render
+from gochat.render import ANSI_TEXT, HELP_WIDTH, PLAIN_TEXT, help_lines, render
 from gochat.server import ChatServer
 
 from .conftest import FakeClock, test_config
@@ -118,7 +118,7 @@ class Ctx:
         self.server = server
         self.chunks: list[bytes] = []
         self.client = Client(
-            name, self.chunks.append, limiter=MessageLimiter.create(5, 10, 30), colour=False
+            name, self.chunks.append, limiter=MessageLimiter.create(5, 10, 30), mode=PLAIN_TEXT
         )
         assert core.login(self.client)
         self.ip_key = ip
@@ -575,9 +575,9 @@ async def test_sp_sets_lists_and_resets_the_picture(alice):
 
 async def test_color_on_and_off(alice):
     await alice.run("/color ON")
-    assert alice.client.colour is True
+    assert alice.client.mode is ANSI_TEXT
     await alice.run("/color off")
-    assert alice.client.colour is False
+    assert alice.client.mode is PLAIN_TEXT
     assert "Colour off." in alice.text
     with pytest.raises(UsageError):
         await alice.run("/color maybe")

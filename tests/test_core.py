@@ -11,6 +11,7 @@ from gochat.errors import UserError
 from gochat.events import ChatMessage, DirectMessage
 from gochat.fanout import deliver
 from gochat.ratelimit import MessageLimiter
+from gochat.render import PLAIN_TEXT, text_mode
 
 from .conftest import FakeClock, test_config
 
@@ -44,7 +45,9 @@ def core(clock: FakeClock) -> ChatCore:
 
 def join(core: ChatCore, name: str, colour: bool = False) -> tuple[Client, Inbox]:
     inbox = Inbox()
-    client = Client(name, inbox.write, limiter=MessageLimiter.create(5, 10, 30), colour=colour)
+    client = Client(
+        name, inbox.write, limiter=MessageLimiter.create(5, 10, 30), mode=text_mode(colour)
+    )
     assert core.login(client)
     return client, inbox
 
@@ -61,7 +64,7 @@ def test_login_lands_in_general_and_is_announced(core):
 def test_names_are_unique_case_insensitively(core):
     """'Alice' cannot log in while 'alice' is connected."""
     join(core, "alice")
-    twin = Client("Alice", Inbox().write, limiter=MessageLimiter.create(5, 10, 30))
+    twin = Client("Alice", Inbox().write, limiter=MessageLimiter.create(5, 10, 30), mode=PLAIN_TEXT)
     assert not core.login(twin)
 
 
@@ -84,7 +87,12 @@ def test_render_once_per_mode_shared_by_recipients(core):
     event = ChatMessage("general", "alice", "🙂", "hello", 0.0)
     inboxes = [Inbox() for _ in range(5)]
     clients = [
-        Client(f"u{i}", box.write, limiter=MessageLimiter.create(5, 10, 30), colour=i % 2 == 0)
+        Client(
+            f"u{i}",
+            box.write,
+            limiter=MessageLimiter.create(5, 10, 30),
+            mode=text_mode(i % 2 == 0),
+        )
         for i, box in enumerate(inboxes)
     ]
     assert deliver(event, clients) == 5
@@ -353,7 +361,9 @@ def test_at_most_500_lobbies(core):
 def test_a_user_without_a_lobby_just_joins(core):
     """Moving someone who is in no lobby announces a plain 'joined' (no 'from')."""
     _, bob_in = join(core, "bob")
-    drifter = Client("drifter", Inbox().write, limiter=MessageLimiter.create(5, 10, 30))
+    drifter = Client(
+        "drifter", Inbox().write, limiter=MessageLimiter.create(5, 10, 30), mode=PLAIN_TEXT
+    )
     core.move(drifter, core.lobbies.general)
     assert "drifter joined\r\n" in bob_in.text
     assert drifter.lobby is core.lobbies.general

@@ -29,7 +29,7 @@ from gochat.errors import UsageError, UserError
 from gochat.events import Event, Farewell, Level, Notice, Raw
 from gochat.names import user_name_problem
 from gochat.ratelimit import MessageLimiter, Verdict, wait_phrase
-from gochat.render import PROMPT, render
+from gochat.render import PROMPT, TextMode, render, text_mode
 from gochat.wire import LineReader, LineTooLong, decode_line, encode
 
 if TYPE_CHECKING:
@@ -96,8 +96,14 @@ class TextFrontEnd:
             limiter=MessageLimiter.create(
                 config.rate_messages, config.rate_window, config.flood_factor
             ),
-            colour=config.color_default,
+            mode=text_mode(config.color_default),
         )
+
+    @property
+    def colour(self) -> bool:
+        """ANSI output (`/color on`) or plain; the client's mode is always a TextMode here."""
+        mode = self.client.mode
+        return isinstance(mode, TextMode) and mode.colour
 
     # -- what handlers may use (commands.Context) ------------------------------
 
@@ -129,7 +135,7 @@ class TextFrontEnd:
         self.client.write = self.link.write
         self.last_activity = self.server.loop.time()
         self.link.set_timer(self.last_activity + self.server.config.name_timeout)
-        self.link.write(self.server.banner(self.client.colour))
+        self.link.write(self.server.banner(self.colour))
 
     def receive(self, data: bytes) -> None:
         if self.state is State.CLOSED:
@@ -180,7 +186,7 @@ class TextFrontEnd:
     def shutdown(self, notice: str) -> None:
         if self.state is State.CLOSED:
             return
-        self.client.write(render(Farewell(notice), self.client.colour))
+        self.client.write(render(Farewell(notice), self.colour))
         self._close("server shutdown")
 
     def who(self) -> str:
@@ -256,7 +262,7 @@ class TextFrontEnd:
 
     def _dispatch(self, text: str) -> None:
         if not text:
-            if self.client.colour:
+            if self.colour:
                 self.client.write(PROMPT_BYTES)
             return
         if text[0] == "/" and not text.startswith("//"):
@@ -355,7 +361,7 @@ class TextFrontEnd:
 
     def _send(self, event: Event) -> None:
         # No "> " chat prompt before the user is chatting: the name prompt follows.
-        self.client.write(render(event, self.client.colour, prompt=self.state is State.CHAT))
+        self.client.write(render(event, self.colour, prompt=self.state is State.CHAT))
 
     def _prompt_name(self) -> None:
         self._send(Raw(NAME_PROMPT))
