@@ -1,103 +1,43 @@
 """The text front end: what nc, telnet, socat and s_client users speak.
 
-Sans-IO: bytes come in through `receive`, are framed by `wire.LineReader`
-and handled at once; everything it says goes out through its connection's
-`write`, and it asks its connection to close, pause reading or set a timer.
-It never touches a socket. Work that must not run on the loop (bcrypt) runs
-as a task; until it finishes, reading is paused and later lines wait in order.
-
-States, and what moves between them (anything else is a bug, not a flag):
-
-    NAME   --a free, valid name-->  CHAT
-    NAME   --/quit, name timeout, close-->  CLOSED
-    CHAT   --/quit, idle timeout, flood, close-->  CLOSED
+Sans-IO, like every front end (see `lines.LineFrontEnd` for what they share:
+the line pump, the state table, the budgets and commands): a line is decoded
+and cleaned by `wire.decode_line`, the name prompt comes first, `/name args`
+runs a command from the table, `//` escapes a line that starts with `/`, and
+anything else is said to the user's lobby. Output is ANSI (colour and the
+go-chat-server prompt redraw) or plain, per connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import logging
-from collections import deque
-from collections.abc import Coroutine
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from gochat.clients import Client
 from gochat.commands import REGISTRY, Command
 from gochat.errors import UsageError, UserError
 from gochat.events import Event, Farewell, Level, Notice, Raw
+from gochat.frontends.lines import IllegalTransition, LineFrontEnd, State
 from gochat.names import user_name_problem
-from gochat.ratelimit import MessageLimiter, Verdict, wait_phrase
+from gochat.ratelimit import wait_phrase
 from gochat.render import PROMPT, TextMode, render, text_mode
-from gochat.wire import LineReader, LineTooLong, decode_line, encode
+from gochat.wire import decode_line, encode
 
 if TYPE_CHECKING:
     from gochat.server import ChatServer
     from gochat.transport import Connection
 
-log = logging.getLogger("gochat.text")
+__all__ = ["NAME_PROMPT", "IllegalTransition", "State", "TextFrontEnd"]
 
-LOOKUPS_PER_MESSAGE = 4  # /users, /lobbies, /history allowed per message of the rate limit
-LINES_PER_TURN = 32  # lines handled per connection before other connections get a turn
-FEED_BYTES = 2048  # a big read is split into lines this many bytes at a time, in turn
 NAME_PROMPT = "Enter your username: "
 PROMPT_BYTES = PROMPT.encode()
 
 
-class State(Enum):
-    NAME = "name"
-    CHAT = "chat"
-    CLOSED = "closed"
-
-
-MOVES = {
-    State.NAME: frozenset({State.CHAT, State.CLOSED}),
-    State.CHAT: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset(),
-}
-"""The legal transitions; `_enter` refuses any other (h11's state table, in small)."""
-
-
-class IllegalTransition(RuntimeError):
-    """A bug: the front end tried to move between states that do not connect."""
-
-
-class TextFrontEnd:
+class TextFrontEnd(LineFrontEnd):
     """One nc/telnet user's dialect: the name prompt, `/` commands, plain or ANSI output."""
 
-    __slots__ = (
-        "client",
-        "core",
-        "last_activity",
-        "link",
-        "lookups",
-        "pending",
-        "reader",
-        "server",
-        "state",
-        "task",
-    )
+    __slots__ = ()
 
     def __init__(self, server: ChatServer, link: Connection) -> None:
-        config = server.config
-        self.server = server
-        self.core = server.core
-        self.link = link
-        self.state = State.NAME
-        self.reader = LineReader(config.max_line_bytes)
-        self.last_activity = 0.0
-        self.task: asyncio.Task[None] | None = None
-        self.pending: deque[Item] | None = None
-        self.lookups: MessageLimiter | None = None  # made on the first /users, /lobbies...
-        self.client = Client(
-            "",
-            _write_nothing,
-            limiter=MessageLimiter.create(
-                config.rate_messages, config.rate_window, config.flood_factor
-            ),
-            mode=text_mode(config.color_default),
-        )
+        super().__init__(server, link, text_mode(server.config.color_default))
 
     @property
     def colour(self) -> bool:
@@ -105,142 +45,41 @@ class TextFrontEnd:
         mode = self.client.mode
         return isinstance(mode, TextMode) and mode.colour
 
-    # -- what handlers may use (commands.Context) ------------------------------
-
-    @property
-    def ip_key(self) -> str:
-        return self.link.ip_key
-
-    @property
-    def active(self) -> bool:
-        return self.state is not State.CLOSED
-
-    def monotonic(self) -> float:
-        return self.server.monotonic()
-
-    def quit(self, reason: str, farewell: str) -> None:
-        """Say `farewell` and close once it is written."""
-        if self.state is State.CLOSED:
-            return
-        self._send(Farewell(farewell))
-        self._close(reason)
-
-    # -- the connection's side (transport.FrontEnd) ----------------------------
+    # -- the dialect ------------------------------------------------------------------
 
     def refusal(self, text: str) -> bytes:
         return encode(text + "\n")
 
-    def start(self) -> None:
-        self.client.address = self.link.address
-        self.client.write = self.link.write
-        self.last_activity = self.server.loop.time()
-        self.link.set_timer(self.last_activity + self.server.config.name_timeout)
+    def greet(self) -> None:
         self.link.write(self.server.banner(self.colour))
 
-    def receive(self, data: bytes) -> None:
-        if self.state is State.CLOSED:
-            return
-        self.last_activity = self.server.loop.time()
-        if self.pending is None and len(data) <= FEED_BYTES:
-            self._process(self.reader.feed(data))
-            return
-        # Raw bytes are compact; lines are not (a 256 KiB read of one-byte lines would be
-        # megabytes of objects), so big or held input is split only when its turn comes.
-        chunks = [_Unframed(data[i : i + FEED_BYTES]) for i in range(0, len(data), FEED_BYTES)]
-        if self.pending is not None:
-            self.pending.extend(chunks)
-            return
-        self._process(deque(chunks))
-
-    def end_of_input(self) -> None:
-        if self.task is None and self.pending is None and self.state is not State.CLOSED:
-            self._close("client closed the connection")
-
-    def timer_expired(self) -> None:
-        """Name timeout in NAME; idle timeout in CHAT, re-armed lazily after activity."""
-        config = self.server.config
+    def handle_line(self, line: bytes) -> None:
+        text = decode_line(line).strip()
         if self.state is State.NAME:
-            self.quit(
-                "name timeout",
-                f"No name chosen within {config.name_timeout:g} seconds. Goodbye.",
-            )
-        elif self.state is State.CHAT:
-            deadline = self.last_activity + config.idle_timeout
-            if self.server.loop.time() >= deadline:
-                self.quit(
-                    "idle timeout",
-                    f"Disconnected after {config.idle_timeout:g} seconds of inactivity.",
-                )
-            else:
-                self.link.set_timer(deadline)
+            self._choose_name(text)
+        else:
+            self._dispatch(text)
 
-    def closing(self, reason: str, *, abort: bool) -> None:
-        if abort:
-            self.core.counters.sendq_disconnects += 1
-        self._finish(reason, abort=abort)
+    def line_too_long(self, limit: int) -> None:
+        self._send(
+            Notice(f"Line too long: the limit is {limit} bytes; it was discarded.", Level.WARN)
+        )
 
-    def lost(self) -> None:
-        if self.client.name:
-            self.core.logout(self.client, "disconnected")
+    def rate_limited(self, wait: int) -> None:
+        self._send(Notice(f"Rate limited! {wait_phrase(wait)}", Level.WARN))
 
-    def shutdown(self, notice: str) -> None:
-        if self.state is State.CLOSED:
-            return
-        self.client.write(render(Farewell(notice), self.colour))
-        self._close("server shutdown")
+    def command_refused(self, command: Command, error: UserError) -> None:
+        if isinstance(error, UsageError):
+            detail = f" ({error.detail})" if error.detail else ""
+            self._send(Notice(f"Usage: {command.usage}{detail}", Level.WARN))
+        else:
+            self._send(Notice(str(error), Level.ERROR))
 
-    def who(self) -> str:
-        name, address = self.client.name, self.link.address
-        return f"{name}@{address}" if name else address
+    def command_failed(self, command: Command) -> None:
+        self._send(Notice("Something went wrong on our side; it has been logged.", Level.ERROR))
 
-    # -- lines in, in order ---------------------------------------------------------
-
-    def _process(self, items: list[bytes | LineTooLong] | deque[Item]) -> None:
-        """Handle lines in order; hold the rest while a command runs or the turn is used up."""
-        queue: deque[Item] = items if isinstance(items, deque) else deque(items)
-        budget = LINES_PER_TURN
-        while queue:
-            if self.state is State.CLOSED:
-                return
-            if budget == 0:
-                self._hold(queue)
-                self.server.loop.call_soon(self._resume)
-                return
-            item = queue.popleft()
-            if isinstance(item, _Unframed):
-                queue.extendleft(reversed(self.reader.feed(item.data)))
-                continue
-            budget -= 1
-            if isinstance(item, LineTooLong):
-                limit = f"Line too long: the limit is {item.limit} bytes; it was discarded."
-                self._send(Notice(limit, Level.WARN))
-                continue
-            text = decode_line(item).strip()
-            if self.state is State.NAME:
-                self._choose_name(text)
-            else:
-                self._dispatch(text)
-            if self.task is not None and self.active:  # (the line may have closed us)
-                self._hold(queue)
-                return
-
-    def _hold(self, queue: deque[Item]) -> None:
-        """Keep unhandled lines; stop reading until they are done (order kept, memory bounded)."""
-        self.pending = queue
-        self.link.pause_reading()
-
-    def _resume(self) -> None:
-        """Handle held lines; read again once none are left and no command is running."""
-        if self.state is State.CLOSED or self.task is not None:
-            return
-        pending, self.pending = self.pending, None
-        if pending:
-            self._process(pending)
-        if self.pending is None and self.task is None and self.active:
-            if self.link.eof:
-                self._close("client closed the connection")
-            else:
-                self.link.resume_reading()
+    def farewell(self, text: str) -> None:
+        self._send(Farewell(text))
 
     def _choose_name(self, name: str) -> None:
         if not name:
@@ -251,10 +90,7 @@ class TextFrontEnd:
             return
         problem = user_name_problem(name)
         if problem is None:
-            self.client.rename(name)
-            if self.core.login(self.client):
-                self._enter(State.CHAT)
-                self.link.set_timer(self.last_activity + self.server.config.idle_timeout)
+            if self.logged_in(name):
                 return
             problem = f"The name {name!r} is taken. Pick another."
         self._send(Notice(problem, Level.ERROR))
@@ -277,18 +113,11 @@ class TextFrontEnd:
             if command.min_args and len(rest.split(maxsplit=command.min_args)) < command.min_args:
                 self._send(Notice(f"Usage: {command.usage}", Level.WARN))
                 return
-            charged = None
-            if command.rate_limited:
-                if not self._within_rate():
-                    return
-                charged = self.client.limiter
-            if command.lookup and not self._within_lookups():
-                return
-            self._run(command, rest, charged)
+            self.execute(command, rest)
             return
         if text.startswith("//"):
             text = text[1:]
-        if not self._within_rate():
+        if not self.within_rate():
             return
         try:
             self.core.say(self.client, text)
@@ -296,114 +125,9 @@ class TextFrontEnd:
             self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
             self._send(Notice(str(exc), Level.ERROR))
 
-    # -- budgets ----------------------------------------------------------------------
-
-    def _within_lookups(self) -> bool:
-        """Listings are free of the message budget but have their own: /users in a
-        500-user lobby, repeated, would otherwise cost everyone their latency."""
-        if self.lookups is None:
-            config = self.server.config
-            per_window = LOOKUPS_PER_MESSAGE * config.rate_messages
-            self.lookups = MessageLimiter.create(
-                per_window, config.rate_window, config.flood_factor
-            )
-        return self._within_rate(self.lookups)
-
-    def _within_rate(self, limiter: MessageLimiter | None = None) -> bool:
-        limiter = limiter or self.client.limiter
-        verdict, wait = limiter.check(self.server.monotonic())
-        if verdict is Verdict.SEND:
-            return True
-        self.core.counters.rate_limited += 1
-        if verdict is Verdict.REFUSE_WITH_NOTICE:
-            self._send(Notice(f"Rate limited! {wait_phrase(wait)}", Level.WARN))
-        elif verdict is Verdict.DISCONNECT:
-            log.warning("flood: disconnecting %s", self.who())
-            self.core.counters.flood_disconnects += 1
-            self.quit("flooding", "Disconnected for flooding. Slow down next time.")
-        return False
-
-    # -- commands -----------------------------------------------------------------------
-
-    def _run(self, command: Command, args: str, charged: MessageLimiter | None) -> None:
-        """Run `command`; a refused one gives back what it was `charged` from the budget."""
-        try:
-            result = command.handler(self, args)
-        except Exception as exc:
-            self._report(command, exc, charged)
-            return
-        if result is not None:
-            coroutine: Coroutine[Any, Any, None] = result  # type: ignore[assignment]
-            self.task = self.server.spawn(coroutine)
-            self.task.add_done_callback(functools.partial(self._command_done, command, charged))
-
-    def _command_done(
-        self, command: Command, charged: MessageLimiter | None, task: asyncio.Task[None]
-    ) -> None:
-        self.task = None
-        if not task.cancelled() and task.exception() is not None:
-            self._report(command, task.exception(), charged)  # type: ignore[arg-type]
-        self._resume()
-
-    def _report(self, command: Command, exc: BaseException, charged: MessageLimiter | None) -> None:
-        if charged is not None and isinstance(exc, UserError):
-            charged.refund()  # refused: it reached nobody, so it costs nothing
-        if isinstance(exc, UsageError):
-            detail = f" ({exc.detail})" if exc.detail else ""
-            self._send(Notice(f"Usage: {command.usage}{detail}", Level.WARN))
-        elif isinstance(exc, UserError):
-            self._send(Notice(str(exc), Level.ERROR))
-        else:
-            log.error("/%s failed for %s", command.name, self.who(), exc_info=exc)
-            self._send(Notice("Something went wrong on our side; it has been logged.", Level.ERROR))
-
-    # -- helpers --------------------------------------------------------------------
-
     def _send(self, event: Event) -> None:
         # No "> " chat prompt before the user is chatting: the name prompt follows.
         self.client.write(render(event, self.colour, prompt=self.state is State.CHAT))
 
     def _prompt_name(self) -> None:
         self._send(Raw(NAME_PROMPT))
-
-    def _enter(self, state: State) -> None:
-        if state not in MOVES[self.state]:
-            raise IllegalTransition(f"{self.state.value} -> {state.value}")
-        self.state = state
-
-    def _close(self, reason: str) -> None:
-        """Close at this front end's request: leave the chat, flush, close the connection."""
-        if self.state is State.CLOSED:
-            return
-        self._finish(reason, abort=False)
-        self.link.close()
-
-    def _finish(self, reason: str, *, abort: bool) -> None:
-        """Stop this user's I/O; leave the chat now unless mid-fan-out (abort)."""
-        if self.state is State.CLOSED:
-            return
-        logged_in = self.state is State.CHAT
-        self._enter(State.CLOSED)
-        self.client.detach()
-        if self.task is not None:
-            self.task.cancel()
-        log.info("disconnect %s: %s", self.who(), reason)
-        self.core.counters.disconnects[reason] += 1
-        if logged_in and not abort:
-            self.core.logout(self.client, reason)
-
-
-def _write_nothing(data: bytes) -> None:
-    """Output before the connection has started goes nowhere."""
-
-
-class _Unframed:
-    """Input bytes not split into lines yet (see FEED_BYTES)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-Item = bytes | LineTooLong | _Unframed

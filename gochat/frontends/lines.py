@@ -1,0 +1,387 @@
+"""What every line-based front end shares: the pump that keeps a user's lines in
+order, the state table, the budgets, running commands from the table, and closing.
+
+A dialect (text, JSON) subclasses `LineFrontEnd` and says how a line is parsed
+and how answers look; the rules (what spends the budget, when a flooder is cut
+off, that a refused command costs nothing, that later lines wait while a
+command runs) are here, once. Sans-IO: all output goes through `self.link`.
+
+States, and what moves between them (anything else is a bug, not a flag):
+
+    NAME   --a free, valid name-->  CHAT
+    NAME   --quit, name timeout, close-->  CLOSED
+    CHAT   --quit, idle timeout, flood, close-->  CLOSED
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Coroutine
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from gochat.clients import Client, OutputMode
+from gochat.commands import Command
+from gochat.errors import UserError
+from gochat.ratelimit import MessageLimiter, Verdict
+from gochat.wire import LineReader, LineTooLong
+
+if TYPE_CHECKING:
+    from gochat.server import ChatServer
+    from gochat.transport import Connection
+
+log = logging.getLogger("gochat.frontend")
+
+LOOKUPS_PER_MESSAGE = 4  # /users, /lobbies, /history allowed per message of the rate limit
+LINES_PER_TURN = 32  # lines handled per connection before other connections get a turn
+FEED_BYTES = 2048  # a big read is split into lines this many bytes at a time, in turn
+
+
+class State(Enum):
+    NAME = "name"
+    CHAT = "chat"
+    CLOSED = "closed"
+
+
+MOVES = {
+    State.NAME: frozenset({State.CHAT, State.CLOSED}),
+    State.CHAT: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+"""The legal transitions; `_enter` refuses any other (h11's state table, in small)."""
+
+
+class IllegalTransition(RuntimeError):
+    """A bug: the front end tried to move between states that do not connect."""
+
+
+class LineFrontEnd(ABC):
+    """One user's connection, for a dialect that speaks in lines."""
+
+    __slots__ = (
+        "client",
+        "core",
+        "last_activity",
+        "link",
+        "lookups",
+        "pending",
+        "reader",
+        "server",
+        "state",
+        "task",
+    )
+
+    def __init__(self, server: ChatServer, link: Connection, mode: OutputMode) -> None:
+        config = server.config
+        self.server = server
+        self.core = server.core
+        self.link = link
+        self.state = State.NAME
+        self.reader = LineReader(config.max_line_bytes)
+        self.last_activity = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self.pending: deque[Item] | None = None
+        self.lookups: MessageLimiter | None = None  # made on the first /users, /lobbies...
+        self.client = Client(
+            "",
+            _write_nothing,
+            limiter=MessageLimiter.create(
+                config.rate_messages, config.rate_window, config.flood_factor
+            ),
+            mode=mode,
+        )
+
+    # -- what the dialect says ---------------------------------------------------------
+
+    @abstractmethod
+    def greet(self) -> None:
+        """The first thing a new connection is told (a banner and prompt; a hello)."""
+
+    @abstractmethod
+    def handle_line(self, line: bytes) -> None:
+        """One complete line, in order; NAME or CHAT state."""
+
+    @abstractmethod
+    def line_too_long(self, limit: int) -> None:
+        """A line past the cap was discarded."""
+
+    @abstractmethod
+    def rate_limited(self, wait: int) -> None:
+        """A line was refused by a budget; say how long to wait."""
+
+    @abstractmethod
+    def command_refused(self, command: Command, error: UserError) -> None:
+        """The command was refused (a usage error is a `UsageError`)."""
+
+    @abstractmethod
+    def command_failed(self, command: Command) -> None:
+        """Our bug broke the command (it is logged): say so, without detail."""
+
+    def command_done(self, command: Command) -> None:  # noqa: B027 (optional hook)
+        """The command ran (a dialect that acknowledges commands says so here)."""
+
+    @abstractmethod
+    def farewell(self, text: str) -> None:
+        """The last thing said before closing."""
+
+    # -- what handlers may use (commands.Context) ------------------------------
+
+    @property
+    def ip_key(self) -> str:
+        return self.link.ip_key
+
+    @property
+    def active(self) -> bool:
+        return self.state is not State.CLOSED
+
+    def monotonic(self) -> float:
+        return self.server.monotonic()
+
+    def quit(self, reason: str, farewell: str) -> None:
+        """Say `farewell` and close once it is written."""
+        if self.state is State.CLOSED:
+            return
+        self.farewell(farewell)
+        self._close(reason)
+
+    # -- the connection's side (transport.FrontEnd) ----------------------------
+
+    def start(self) -> None:
+        self.client.address = self.link.address
+        self.client.write = self.link.write
+        self.last_activity = self.server.loop.time()
+        self.link.set_timer(self.last_activity + self.server.config.name_timeout)
+        self.greet()
+
+    def receive(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.last_activity = self.server.loop.time()
+        if self.pending is None and len(data) <= FEED_BYTES:
+            self._process(self.reader.feed(data))
+            return
+        # Raw bytes are compact; lines are not (a 256 KiB read of one-byte lines would be
+        # megabytes of objects), so big or held input is split only when its turn comes.
+        chunks = [_Unframed(data[i : i + FEED_BYTES]) for i in range(0, len(data), FEED_BYTES)]
+        if self.pending is not None:
+            self.pending.extend(chunks)
+            return
+        self._process(deque(chunks))
+
+    def end_of_input(self) -> None:
+        if self.task is None and self.pending is None and self.state is not State.CLOSED:
+            self._close("client closed the connection")
+
+    def timer_expired(self) -> None:
+        """Name timeout in NAME; idle timeout in CHAT, re-armed lazily after activity."""
+        config = self.server.config
+        if self.state is State.NAME:
+            self.quit(
+                "name timeout",
+                f"No name chosen within {config.name_timeout:g} seconds. Goodbye.",
+            )
+        elif self.state is State.CHAT:
+            deadline = self.last_activity + config.idle_timeout
+            if self.server.loop.time() >= deadline:
+                self.quit(
+                    "idle timeout",
+                    f"Disconnected after {config.idle_timeout:g} seconds of inactivity.",
+                )
+            else:
+                self.link.set_timer(deadline)
+
+    def closing(self, reason: str, *, abort: bool) -> None:
+        if abort:
+            self.core.counters.sendq_disconnects += 1
+        self._finish(reason, abort=abort)
+
+    def lost(self) -> None:
+        if self.client.name:
+            self.core.logout(self.client, "disconnected")
+
+    def shutdown(self, notice: str) -> None:
+        self.quit("server shutdown", notice)
+
+    def who(self) -> str:
+        name, address = self.client.name, self.link.address
+        return f"{name}@{address}" if name else address
+
+    def logged_in(self, name: str) -> bool:
+        """Take `name` and join the chat; False if it is taken (the name was checked)."""
+        self.client.rename(name)
+        if not self.core.login(self.client):
+            return False
+        self._enter(State.CHAT)
+        self.link.set_timer(self.last_activity + self.server.config.idle_timeout)
+        return True
+
+    # -- lines in, in order ---------------------------------------------------------
+
+    def _process(self, items: list[bytes | LineTooLong] | deque[Item]) -> None:
+        """Handle lines in order; hold the rest while a command runs or the turn is used up."""
+        queue: deque[Item] = items if isinstance(items, deque) else deque(items)
+        budget = LINES_PER_TURN
+        while queue:
+            if self.state is State.CLOSED:
+                return
+            if budget == 0:
+                self._hold(queue)
+                self.server.loop.call_soon(self._resume)
+                return
+            item = queue.popleft()
+            if isinstance(item, _Unframed):
+                queue.extendleft(reversed(self.reader.feed(item.data)))
+                continue
+            budget -= 1
+            if isinstance(item, LineTooLong):
+                self.line_too_long(item.limit)
+                continue
+            self.handle_line(item)
+            if self.task is not None and self.active:  # (the line may have closed us)
+                self._hold(queue)
+                return
+
+    def _hold(self, queue: deque[Item]) -> None:
+        """Keep unhandled lines; stop reading until they are done (order kept, memory bounded)."""
+        self.pending = queue
+        self.link.pause_reading()
+
+    def _resume(self) -> None:
+        """Handle held lines; read again once none are left and no command is running."""
+        if self.state is State.CLOSED or self.task is not None:
+            return
+        pending, self.pending = self.pending, None
+        if pending:
+            self._process(pending)
+        if self.pending is None and self.task is None and self.active:
+            if self.link.eof:
+                self._close("client closed the connection")
+            else:
+                self.link.resume_reading()
+
+    # -- commands from the table ------------------------------------------------------
+
+    def execute(self, command: Command, args: str) -> None:
+        """Run `command` if its budget allows; a refused one gives the charge back."""
+        charged = None
+        if command.rate_limited:
+            if not self._within_rate():
+                return
+            charged = self.client.limiter
+        if command.lookup and not self._within_lookups():
+            return
+        self._run(command, args, charged)
+
+    def within_rate(self) -> bool:
+        """Charge one message to the budget (a chat line); False if refused (and answered)."""
+        return self._within_rate()
+
+    def _within_lookups(self) -> bool:
+        """Listings are free of the message budget but have their own: /users in a
+        500-user lobby, repeated, would otherwise cost everyone their latency."""
+        if self.lookups is None:
+            config = self.server.config
+            per_window = LOOKUPS_PER_MESSAGE * config.rate_messages
+            self.lookups = MessageLimiter.create(
+                per_window, config.rate_window, config.flood_factor
+            )
+        return self._within_rate(self.lookups)
+
+    def _within_rate(self, limiter: MessageLimiter | None = None) -> bool:
+        limiter = limiter or self.client.limiter
+        verdict, wait = limiter.check(self.server.monotonic())
+        if verdict is Verdict.SEND:
+            return True
+        self.core.counters.rate_limited += 1
+        if verdict is Verdict.REFUSE_WITH_NOTICE:
+            self.rate_limited(wait)
+        elif verdict is Verdict.DISCONNECT:
+            log.warning("flood: disconnecting %s", self.who())
+            self.core.counters.flood_disconnects += 1
+            self.quit("flooding", "Disconnected for flooding. Slow down next time.")
+        return False
+
+    # -- commands -----------------------------------------------------------------------
+
+    def _run(self, command: Command, args: str, charged: MessageLimiter | None) -> None:
+        """Run `command`; a refused one gives back what it was `charged` from the budget."""
+        try:
+            result = command.handler(self, args)
+        except Exception as exc:
+            self._report(command, exc, charged)
+            return
+        if result is None:
+            self.command_done(command)
+            return
+        coroutine: Coroutine[Any, Any, None] = result  # type: ignore[assignment]
+        self.task = self.server.spawn(coroutine)
+        self.task.add_done_callback(functools.partial(self._command_done, command, charged))
+
+    def _command_done(
+        self, command: Command, charged: MessageLimiter | None, task: asyncio.Task[None]
+    ) -> None:
+        self.task = None
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                self._report(command, error, charged)
+            elif self.active:
+                self.command_done(command)
+        self._resume()
+
+    def _report(self, command: Command, exc: BaseException, charged: MessageLimiter | None) -> None:
+        if isinstance(exc, UserError):
+            if charged is not None:
+                charged.refund()  # refused: it reached nobody, so it costs nothing
+            self.command_refused(command, exc)
+        else:
+            log.error("/%s failed for %s", command.name, self.who(), exc_info=exc)
+            self.command_failed(command)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _enter(self, state: State) -> None:
+        if state not in MOVES[self.state]:
+            raise IllegalTransition(f"{self.state.value} -> {state.value}")
+        self.state = state
+
+    def _close(self, reason: str) -> None:
+        """Close at this front end's request: leave the chat, flush, close the connection."""
+        if self.state is State.CLOSED:
+            return
+        self._finish(reason, abort=False)
+        self.link.close()
+
+    def _finish(self, reason: str, *, abort: bool) -> None:
+        """Stop this user's I/O; leave the chat now unless mid-fan-out (abort)."""
+        if self.state is State.CLOSED:
+            return
+        logged_in = self.state is State.CHAT
+        self._enter(State.CLOSED)
+        self.client.detach()
+        if self.task is not None:
+            self.task.cancel()
+        log.info("disconnect %s: %s", self.who(), reason)
+        self.core.counters.disconnects[reason] += 1
+        if logged_in and not abort:
+            self.core.logout(self.client, reason)
+
+
+def _write_nothing(data: bytes) -> None:
+    """Output before the connection has started goes nowhere."""
+
+
+class _Unframed:
+    """Input bytes not split into lines yet (see FEED_BYTES)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+Item = bytes | LineTooLong | _Unframed
