@@ -406,7 +406,10 @@ def encode_event(event: Event) -> bytes | None:
 
 
 def _shapes(shapes: dict[type, str]) -> dict[type, tuple[str | None, tuple[tuple[str, str], ...]]]:
-    """ "type: key key=attribute ..." -> (type, ((key, attribute), ...)); no type: nested only."""
+    """Specs "type: key key=attribute ..." -> (type, ((key, attribute), ...)).
+
+    A spec without "type:" is for values nested in events (a member, a lobby, a span).
+    """
     out = {}
     for cls, spec in shapes.items():
         kind, _, keys = spec.rpartition(":")
