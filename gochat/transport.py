@@ -21,12 +21,10 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
+from gochat.config import Config
 from gochat.wire import sniff_foreign
-
-if TYPE_CHECKING:
-    from gochat.server import ChatServer
 
 log = logging.getLogger("gochat.transport")
 
@@ -72,6 +70,28 @@ class FrontEnd(Protocol):
         """The server is stopping: say `notice` and close."""
 
 
+class Host(Protocol):
+    """What a connection needs from the server that accepted it (gochat.server.ChatServer)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    def admit(self, connection: Connection) -> str | None:
+        """Count a new connection, or return the line it is refused with."""
+
+    def release(self, connection: Connection) -> None:
+        """The connection is gone: uncount it."""
+
+    def flush_soon(self, connection: Connection) -> None:
+        """Write `connection`'s queued output at the end of this loop turn."""
+
+    def foreign_protocol_reply(self, kind: str) -> bytes:
+        """The one line a TLS, HTTP or SSH client gets on a plain port."""
+
+
 class TlsLayer(asyncio.sslproto.SSLProtocol):
     """asyncio's TLS protocol with a read buffer sized for chat.
 
@@ -107,7 +127,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(
         self,
-        server: ChatServer,
+        server: Host,
         listener: str,
         tls: ssl.SSLContext | None,
         front_end: Callable[[Connection], FrontEnd],
