@@ -10,12 +10,10 @@ tests/fake_gemini.py.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gochat import rox
 from gochat.store import Op
@@ -23,44 +21,10 @@ from gochat.store.sqlite import SQLiteStore
 
 from . import fake_gemini as fg
 from .conftest import ChatClient, wait_until
+from .http_client import get, value
 
 METRICS = "127.0.0.1:0"
 KEY = "test-key-0123456789"
-
-
-# -- a small HTTP client (as in test_ops.py) ------------------------------------------
-
-
-class Response:
-    def __init__(self, raw: bytes) -> None:
-        head, _, self.body = raw.partition(b"\r\n\r\n")
-        self.status = int(head.split(b"\r\n", 1)[0].split()[1])
-
-    def json(self):
-        return json.loads(self.body)
-
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        found = {}
-        for family in text_string_to_metric_families(self.body.decode()):
-            for sample in family.samples:
-                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return found
-
-
-async def get(port: int, path: str) -> Response:
-    """GET `path`, read until the server closes, parse the answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 5.0)
-    finally:
-        writer.close()
-    return Response(raw)
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 # -- the store ------------------------------------------------------------------------
