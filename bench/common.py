@@ -235,6 +235,7 @@ class Server:
                 "GOCHAT_HOST": HOST,
                 "GOCHAT_PORT": str(self.port),
                 "GOCHAT_TLS_CERT": "none",  # TLS off
+                "GOCHAT_JSON_PORT": "0",  # no JSON listener: the bench speaks text
                 "GOCHAT_RATE_MESSAGES": "0",
                 "GOCHAT_MAX_CONN_PER_IP": "0",
                 "GOCHAT_MAX_CONNECTIONS": "0",

@@ -62,6 +62,7 @@ class Server:
             GOCHAT_HOST="127.0.0.1",
             GOCHAT_PORT="0",
             GOCHAT_TLS_CERT="none",  # TLS off
+            GOCHAT_JSON_PORT="0",
             GOCHAT_COLOR="never",
             GOCHAT_DB="none",
             GOCHAT_LOG_LEVEL="WARNING",

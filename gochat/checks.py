@@ -98,7 +98,12 @@ def _listeners(config: Config, report: Report, tls: ssl.SSLContext | None) -> No
         return
     finally:
         report.lines.insert(0, ("plain", f"listen on {format_host_port(config.host, config.port)}"))
-    ports = [config.port, config.tls_port] if tls else [config.port]
+        if config.json_port:
+            where = format_host_port(config.host, config.json_port)
+            report.lines.insert(1, ("json", f"listen on {where} (docs/protocol.md)"))
+    ports = [config.port, config.json_port] + (
+        [config.tls_port, config.json_tls_port] if tls else []
+    )
     if any(0 < port < 1024 for port in ports):
         report.warn(
             "ports below 1024 need CAP_NET_BIND_SERVICE (the contrib systemd unit grants none)"

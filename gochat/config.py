@@ -77,6 +77,17 @@ class Config:
     tls_port: int = _setting(
         8443, "GOCHAT_TLS_PORT", "TLS port, used when the cert and key exist", flag="--tls-port"
     )
+    json_port: int = _setting(
+        8081,
+        "GOCHAT_JSON_PORT",
+        "JSON-lines port for bots and programs, docs/protocol.md (0 = off)",
+        flag="--json-port",
+    )
+    json_tls_port: int = _setting(
+        8444,
+        "GOCHAT_JSON_TLS_PORT",
+        "JSON lines over TLS, used when the cert and key exist (0 = off)",
+    )
     tls_cert: str = _setting(
         "certs/server.crt",
         "GOCHAT_TLS_CERT",
@@ -359,7 +370,7 @@ def _check_ranges(config: Config) -> None:
         value = getattr(config, f.name)
         if minimum is not None and value < minimum:
             raise ConfigError(f"{f.metadata['env']}={value}: must be at least {minimum:g}")
-    for name in ("port", "tls_port"):
+    for name in ("port", "tls_port", "json_port", "json_tls_port"):
         value = getattr(config, name)
         if not 0 <= value <= 65535:
             raise ConfigError(f"{_FIELDS[name].metadata['env']}={value}: not a TCP port")

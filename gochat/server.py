@@ -22,6 +22,7 @@ from typing import Any
 from gochat.chat import ChatCore
 from gochat.config import Config, format_host_port, parse_host_port
 from gochat.events import Raw
+from gochat.frontends.jsonlines import JsonFrontEnd
 from gochat.frontends.text import NAME_PROMPT, TextFrontEnd
 from gochat.journal import Journal, open_journal
 from gochat.metrics import MetricsServer
@@ -30,10 +31,12 @@ from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
 from gochat.store import Store, StoreError
 from gochat.tls import TlsError, load_context, off_reason
-from gochat.transport import Connection, drop_closing
+from gochat.transport import Connection, FrontEnd, drop_closing
 from gochat.wire import encode
 
 log = logging.getLogger("gochat.server")
+
+FrontEndFactory = Callable[[Connection], "FrontEnd"]
 
 BANNER = r"""
                    _           _
@@ -140,9 +143,8 @@ class ChatServer:
         config = self.config
         for conflict in port_conflicts(config, self.tls is not None):
             raise StartupError(conflict)
-        self._listeners.append(await self._listen("plain", config.port))
-        if self.tls is not None:
-            self._listeners.append(await self._listen("tls", config.tls_port))
+        for name, port, tls, front_end in self._chat_listeners():
+            self._listeners.append(await self._listen(name, port, tls, front_end))
         if config.metrics_addr:
             await self._start_metrics()
 
@@ -159,13 +161,28 @@ class ChatServer:
                 await listener.wait_closed()
             self._listeners.clear()
 
-    async def _listen(self, name: str, port: int) -> asyncio.Server:
-        tls = name == "tls"
+    def _chat_listeners(self) -> list[tuple[str, int, bool, FrontEndFactory]]:
+        """(name, port, TLS?, front end) for every chat listener the settings ask for."""
+        config = self.config
+        wanted: list[tuple[str, int, bool, FrontEndFactory]] = [
+            ("plain", config.port, False, self._text_front_end)
+        ]
+        if self.tls is not None:
+            wanted.append(("tls", config.tls_port, True, self._text_front_end))
+        if config.json_port:
+            wanted.append(("json", config.json_port, False, self._json_front_end))
+        if self.tls is not None and config.json_tls_port:
+            wanted.append(("json_tls", config.json_tls_port, True, self._json_front_end))
+        return wanted
+
+    async def _listen(
+        self, name: str, port: int, tls: bool, front_end: FrontEndFactory
+    ) -> asyncio.Server:
         try:
             server = await self.loop.create_server(
                 # TLS starts in the Connection, after admission: handshakes count as connections.
                 # The context is read per connection, so a SIGHUP reload reaches new ones.
-                lambda: Connection(self, name, self.tls if tls else None, self._text_front_end),
+                lambda: Connection(self, name, self.tls if tls else None, front_end),
                 self.config.host,
                 port,
                 reuse_address=True,
@@ -267,8 +284,11 @@ class ChatServer:
         for session in dirty:
             session.flush()
 
-    def _text_front_end(self, link: Connection) -> TextFrontEnd:
+    def _text_front_end(self, link: Connection) -> FrontEnd:
         return TextFrontEnd(self, link)
+
+    def _json_front_end(self, link: Connection) -> FrontEnd:
+        return JsonFrontEnd(self, link)
 
     def banner(self, colour: bool) -> bytes:
         return self._banners[colour]
@@ -378,12 +398,21 @@ class ChatServer:
 def port_conflicts(config: Config, tls_on: bool) -> list[str]:
     """Settings that name one port twice (start-up and --check-config both ask)."""
     found = []
-    if tls_on and config.port and config.port == config.tls_port:
-        found.append(f"GOCHAT_PORT and GOCHAT_TLS_PORT are both {config.port}")
+    chat = [("GOCHAT_PORT", config.port), ("GOCHAT_JSON_PORT", config.json_port)]
+    if tls_on:
+        chat += [
+            ("GOCHAT_TLS_PORT", config.tls_port),
+            ("GOCHAT_JSON_TLS_PORT", config.json_tls_port),
+        ]
+    seen: dict[int, str] = {}
+    for variable, port in chat:
+        if port and port in seen:
+            found.append(f"{seen[port]} and {variable} are both {port}")
+        elif port:
+            seen[port] = variable
     if config.metrics_addr:
         _host, port = parse_host_port(config.metrics_addr)
-        chat = (config.port, config.tls_port) if tls_on else (config.port,)
-        if port and port in chat:
+        if port and port in seen:
             found.append(f"GOCHAT_METRICS_ADDR port {port} is also a chat port")
     return found
 

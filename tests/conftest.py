@@ -47,6 +47,8 @@ def test_config(**overrides: Any) -> Config:
         "shutdown_grace": 2.0,
         "db": "none",
         "timezone": "UTC",
+        "json_port": 0,  # off unless a test asks (0 turns it off, it is not "any port")
+        "json_tls_port": 0,
     }
     base.update(overrides)
     return dataclasses.replace(Config(), **base)
@@ -211,7 +213,9 @@ def daemon_env(**settings: str) -> dict[str, str]:
         GOCHAT_BCRYPT_ROUNDS="4",
         GOCHAT_LOG_LEVEL="INFO",
         GOCHAT_EVENT_LOOP="asyncio",
-        GOCHAT_TIMEZONE="UTC",  # what `pip install .` runs; uvloop where a test asks
+        GOCHAT_TIMEZONE="UTC",
+        GOCHAT_JSON_PORT="0",
+        GOCHAT_JSON_TLS_PORT="0",  # what `pip install .` runs; uvloop where a test asks
     )
     env.update(settings)
     return env

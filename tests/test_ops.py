@@ -269,6 +269,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = ROOT + (os.pathsep + path if path else "")
+    env.update(GOCHAT_JSON_PORT="0", GOCHAT_JSON_TLS_PORT="0")  # off unless a test asks
     env.update(extra)
     return env
 
@@ -277,7 +278,13 @@ def check_config(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess
     """`gochat --check-config` in `tmp_path` (no certs/ there: TLS off unless set).
 
     Loopback and port 0 unless a test says otherwise: the check binds for real."""
-    defaults = {"GOCHAT_HOST": "127.0.0.1", "GOCHAT_PORT": "0", "GOCHAT_TLS_PORT": "0"}
+    defaults = {
+        "GOCHAT_HOST": "127.0.0.1",
+        "GOCHAT_PORT": "0",
+        "GOCHAT_TLS_PORT": "0",
+        "GOCHAT_JSON_PORT": "0",
+        "GOCHAT_JSON_TLS_PORT": "0",
+    }
     env = clean_env(**{**defaults, **settings})
     return subprocess.run(
         [sys.executable, "-m", "gochat", "--env-file", os.devnull, "--check-config"],
@@ -805,7 +812,7 @@ def test_check_config_leaves_the_database_as_it_found_it(tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
-@pytest.mark.parametrize("listener", ["plain", "tls", "metrics"])
+@pytest.mark.parametrize("listener", ["plain", "tls", "json", "metrics"])
 def test_a_port_in_use(tmp_path, listener, cert):
     """A port another process holds: the check binds it as start-up does and fails alike."""
     with socket.socket() as holder:
@@ -817,6 +824,8 @@ def test_a_port_in_use(tmp_path, listener, cert):
             env["GOCHAT_PORT"] = str(port)
         elif listener == "tls":
             env["GOCHAT_TLS_PORT"] = str(port)
+        elif listener == "json":
+            env["GOCHAT_JSON_PORT"] = str(port)
         else:
             env["GOCHAT_METRICS_ADDR"] = f"127.0.0.1:{port}"
         message = same_verdict(tmp_path, **env)

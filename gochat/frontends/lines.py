@@ -20,7 +20,7 @@ import functools
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,13 @@ class LineFrontEnd(ABC):
     def command_failed(self, command: Command) -> None:
         """Our bug broke the command (it is logged): say so, without detail."""
 
+    def output(self) -> Callable[[bytes], None]:
+        """Where this user's bytes go: the connection's write (JSON numbers each line)."""
+        return self.link.write
+
+    def refused_quietly(self, wait: int) -> None:  # noqa: B027 (optional hook)
+        """A budget refused another line within a second of the last answer (text: silence)."""
+
     def command_done(self, command: Command) -> None:  # noqa: B027 (optional hook)
         """The command ran (a dialect that acknowledges commands says so here)."""
 
@@ -152,7 +159,7 @@ class LineFrontEnd(ABC):
 
     def start(self) -> None:
         self.client.address = self.link.address
-        self.client.write = self.link.write
+        self.client.write = self.output()
         self.last_activity = self.server.loop.time()
         self.link.set_timer(self.last_activity + self.server.config.name_timeout)
         self.greet()
@@ -299,6 +306,8 @@ class LineFrontEnd(ABC):
         self.core.counters.rate_limited += 1
         if verdict is Verdict.REFUSE_WITH_NOTICE:
             self.rate_limited(wait)
+        elif verdict is Verdict.REFUSE_SILENTLY:
+            self.refused_quietly(wait)
         elif verdict is Verdict.DISCONNECT:
             log.warning("flood: disconnecting %s", self.who())
             self.core.counters.flood_disconnects += 1

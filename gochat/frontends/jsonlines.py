@@ -1,0 +1,201 @@
+"""The JSON-lines front end: bots and programs, one JSON object per line (docs/protocol.md).
+
+Everything that is a rule (the line pump, the state table, the budgets, the
+command table, closing) is `lines.LineFrontEnd`'s, shared with the text front
+end; here a line is decoded by `json_codec.decode_request`, a request becomes a
+call of the same command table (or `ChatCore.say`), and every answer and event
+is a JSON line. Each line this connection gets is numbered (`seq`), on top of
+the bytes shared with every other JSON recipient.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gochat import __version__
+from gochat.commands import NO_DESCRIPTION, REGISTRY, Command
+from gochat.errors import UsageError, UserError
+from gochat.events import Event, Farewell
+from gochat.frontends.json_codec import (
+    COMMANDS,
+    Id,
+    Request,
+    RequestError,
+    decode_request,
+    encode_error,
+    encode_event,
+    encode_hello,
+    encode_ok,
+    encode_welcome,
+    with_seq,
+)
+from gochat.frontends.lines import LineFrontEnd, State
+from gochat.names import user_name_problem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gochat.server import ChatServer
+    from gochat.transport import Connection
+
+QUIT_FAREWELL = "Goodbye! Thanks for chatting."
+
+
+class JsonMode:
+    """JSON recipients: one encoded line per event, the same bytes for all of them."""
+
+    __slots__ = ()
+
+    def render(self, event: Event) -> bytes:
+        return encode_event(event) or b""
+
+    def __repr__(self) -> str:
+        return "<JsonMode>"
+
+
+JSON = JsonMode()
+
+
+class JsonFrontEnd(LineFrontEnd):
+    """One bot's or program's connection."""
+
+    __slots__ = ("re", "seq")
+
+    def __init__(self, server: ChatServer, link: Connection) -> None:
+        super().__init__(server, link, JSON)
+        self.seq = 0
+        self.re: Id | None = None  # the id of the request being answered
+
+    # -- the dialect ------------------------------------------------------------------
+
+    def output(self) -> Callable[[bytes], None]:
+        return self._numbered
+
+    def refusal(self, text: str) -> bytes:
+        return encode_error("refused", text)
+
+    def greet(self) -> None:
+        hello = encode_hello(__version__, max_line_bytes=self.server.config.max_line_bytes)
+        self.client.write(hello)
+
+    def handle_line(self, line: bytes) -> None:
+        if not line.strip():
+            return  # a blank line between requests is no request
+        request = decode_request(line)
+        if isinstance(request, RequestError):
+            self.client.write(request.encode())
+            return
+        self.re = request.id
+        self._handle(request)
+
+    def line_too_long(self, limit: int) -> None:
+        text = f"Line too long: the limit is {limit} bytes; it was discarded."
+        self.client.write(encode_error("line_too_long", text))
+
+    def rate_limited(self, wait: int) -> None:
+        text = f"Rate limited: wait {wait} s."
+        self.client.write(encode_error("rate_limited", text, re=self.re, retry_after=wait))
+
+    def refused_quietly(self, wait: int) -> None:
+        self.rate_limited(wait)  # every request gets an answer, with its id
+
+    def command_refused(self, command: Command, error: UserError) -> None:
+        code = "bad_argument" if isinstance(error, UsageError) else "refused"
+        text = str(error) or f"Usage: {command.usage}"
+        self._error(code, text)
+
+    def command_failed(self, command: Command) -> None:
+        self._error("internal", "Something went wrong on our side; it has been logged.")
+
+    def command_done(self, command: Command) -> None:
+        if self.active:
+            self.client.write(encode_ok(self.re))
+
+    def farewell(self, text: str) -> None:
+        self.client.write(encode_event(Farewell(text)) or b"")
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _handle(self, request: Request) -> None:
+        cmd = request.cmd
+        schema = COMMANDS[cmd]
+        if cmd == "ping":
+            self.client.write(encode_ok(self.re))
+        elif cmd == "quit":
+            self.quit("quit", QUIT_FAREWELL)
+        elif self.state is State.NAME and schema.phase == "chat":
+            self._error("not_logged_in", 'Log in first: {"cmd":"login","name":...}.')
+        elif cmd == "login":
+            self._login(request)
+        elif cmd == "say":
+            self._say(request.text("text"))
+        else:
+            command = REGISTRY.get(cmd)
+            if command is None:  # a JSON command with no text twin would be a bug here
+                self._error("unknown_command", f"Unknown command {cmd!r}.")
+                return
+            self.execute(command, _arguments(request))
+
+    def _login(self, request: Request) -> None:
+        if self.state is not State.NAME:
+            self._error("already_logged_in", f"You are logged in as {self.client.name}.")
+            return
+        name = request.text("name")
+        problem = user_name_problem(name)
+        if problem is not None:
+            self._error("bad_name", problem)
+            return
+        if name in self.core.clients:
+            self._error("name_taken", f"The name {name!r} is taken. Pick another.")
+            return
+        general = self.core.lobbies.general.name
+        self.client.write(encode_welcome(name, general, picture=self.client.picture))
+        self.logged_in(name)
+        self.client.write(encode_ok(self.re))
+
+    def _say(self, text: str) -> None:
+        if not self.within_rate():
+            return
+        try:
+            self.core.say(self.client, text)
+        except UserError as exc:
+            self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
+            self._error("refused", str(exc))
+            return
+        self.client.write(encode_ok(self.re))
+
+    def _error(self, code: str, text: str) -> None:
+        self.client.write(encode_error(code, text, re=self.re))
+
+    def _numbered(self, data: bytes) -> None:
+        """Number each line this connection gets (`seq`), so a client can see a gap."""
+        if not data:
+            return
+        self.seq += 1
+        self.link.write(with_seq(data, self.seq))
+
+
+def _arguments(request: Request) -> str:
+    """A request's named arguments as the words the command table's handlers read."""
+    text = request.text
+    match request.cmd:
+        case "join":
+            return f"{text('lobby')} {text('password')}".strip()
+        case "create":
+            name, password, description = text("name"), text("password"), text("description")
+            if password:
+                return f"{name} {password} {description or NO_DESCRIPTION}"
+            return f"{name} - {description}" if description else name
+        case "msg" | "tag":
+            return f"{text('to')} {text('text')}"
+        case "history":
+            n = request.number("n")
+            return "" if n is None else str(n)
+        case "ai":
+            return text("question")
+        case "setai":
+            return text("prompt")
+        case "sp":
+            return text("picture")
+        case _:
+            return ""
