@@ -1,5 +1,5 @@
 # gochat in a container. Build: docker build -t gochat .
-# Run:   docker run -d --name gochat -p 8080:8080 -p 8443:8443 -p 127.0.0.1:9100:9100 \
+# Run:   docker run -d --name gochat -p 8080:8080 -p 8081:8081 -p 8443:8443 -p 127.0.0.1:9100:9100 \
 #          -v gochat-data:/data -v /etc/gochat/certs:/certs:ro gochat
 # Check: docker run --rm -v gochat-data:/data gochat --check-config
 FROM python:3.11-slim
@@ -32,7 +32,7 @@ ENV GOCHAT_HOST=0.0.0.0 \
     GOCHAT_DB=/data/gochat.db \
     GOCHAT_METRICS_ADDR=0.0.0.0:9100
 VOLUME ["/data", "/certs"]
-EXPOSE 8080 8443 9100
+EXPOSE 8080 8081 8443 8444 9100
 
 USER gochat
 WORKDIR /

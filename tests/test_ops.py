@@ -655,7 +655,7 @@ def test_dockerfile_key_lines():
     # volume and may be absent (compose.yaml: an empty ./certs runs without TLS).
     assert "GOCHAT_TLS_CERT" not in env and "GOCHAT_TLS_KEY" not in env
     assert by_word["WORKDIR"][-1] == "/"
-    assert by_word["EXPOSE"] == ["8080 8443 9100"]
+    assert by_word["EXPOSE"] == ["8080 8081 8443 8444 9100"]
     assert "/healthz" in by_word["HEALTHCHECK"][0]
     ignored = [
         line.strip()
