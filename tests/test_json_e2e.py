@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ChatClient, free_port
+from .conftest import ChatClient, free_port, tls_client_context
 
 TIMEOUT = 5.0
 
@@ -192,4 +192,21 @@ async def test_text_users_see_json_users(server):
     await bot.until(type="ok", re=1)
     await alice.expect("[DM] 🙂 beep → alice: psst")
     await alice.close()
+    await bot.close()
+
+
+async def test_json_over_tls(make_server, cert):
+    """GOCHAT_JSON_TLS_PORT speaks the same protocol inside TLS."""
+    server = await make_server(
+        tls_cert=str(cert[0]), tls_key=str(cert[1]), json_tls_port=free_port()
+    )
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", server.ports["json_tls"], ssl=tls_client_context()
+    )
+    bot = Bot(reader, writer)
+    assert (await bot.next())["type"] == "hello"
+    await bot.send({"cmd": "login", "name": "secure", "id": 1})
+    await bot.until(type="ok", re=1)
+    await bot.send({"cmd": "quit"})
+    await bot.until(type="farewell")
     await bot.close()
