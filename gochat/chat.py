@@ -110,7 +110,7 @@ class ChatCore:
         """Create a lobby owned by `client` and move them into it."""
         problem = name_problem(name, "Lobby name")
         if problem:
-            raise UserError(problem)
+            raise UserError(problem, code="bad_name")
         existing = self.lobbies.get(name)
         if existing is not None:
             raise UserError(f"Lobby #{existing.name} already exists. Use /join {existing.name}.")
@@ -193,7 +193,9 @@ class ChatCore:
     def check_length(self, text: str) -> None:
         limit = self.config.max_message
         if len(text) > limit:
-            raise UserError(f"Message too long ({len(text)} characters; the limit is {limit}).")
+            raise UserError(
+                f"Message too long ({len(text)} characters; the limit is {limit}).", code="too_long"
+            )
 
     def say(self, client: Client, text: str) -> ChatMessage:
         """Post `text` to the sender's lobby, sender included."""
@@ -245,7 +247,7 @@ class ChatCore:
     def _find(self, name: str) -> Client:
         target = self.clients.get(name)
         if target is None:
-            raise UserError("User not found.")
+            raise UserError("User not found.", code="not_found")
         return target
 
     @staticmethod

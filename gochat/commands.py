@@ -174,12 +174,14 @@ async def _create(ctx: Context, args: str) -> None:
     name, password, description = create_arguments(args)
     problem = name_problem(name, "Lobby name")
     if problem:
-        raise UserError(problem)
+        raise UserError(problem, code="bad_name")
     existing = ctx.core.lobbies.get(name)
     if existing is not None:
         raise UserError(f"Lobby #{existing.name} already exists. Use /join {existing.name}.")
     if len(description) > MAX_DESCRIPTION:
-        raise UserError(f"Description too long (the limit is {MAX_DESCRIPTION} characters).")
+        raise UserError(
+            f"Description too long (the limit is {MAX_DESCRIPTION} characters).", code="too_long"
+        )
     password_hash = None
     if password is not None:
         secret = _password_bytes(password)
@@ -224,7 +226,7 @@ async def _join(ctx: Context, args: str) -> None:
     if lobby is None:
         if not wanted:
             raise UsageError("name the lobby, e.g. /join general")
-        raise UserError(f"Lobby #{wanted} not found. Type /lobbies to see them.")
+        raise UserError(f"Lobby #{wanted} not found. Type /lobbies to see them.", code="not_found")
     if lobby is ctx.client.lobby:
         raise UserError(f"You are already in #{lobby.name}.")
     if lobby.password_hash is not None:
@@ -239,7 +241,7 @@ async def _join(ctx: Context, args: str) -> None:
         if not ctx.active:
             return
         if not ok:
-            raise UserError(f"Wrong password for #{lobby.name}.")
+            raise UserError(f"Wrong password for #{lobby.name}.", code="wrong_password")
         guesses.succeeded(lobby.key, source)
         if ctx.core.lobbies.get(lobby.name) is not lobby:
             raise UserError(f"Lobby #{lobby.name} no longer exists.")
@@ -274,7 +276,9 @@ def _sp(ctx: Context, args: str) -> None:
         return
     picture = profiles.DEFAULT_PICTURE if choice == "default" else profiles.lookup(choice)
     if picture is None:
-        raise UserError(f"No picture called {choice!r}. Type /sp list to see them.")
+        raise UserError(
+            f"No picture called {choice!r}. Type /sp list to see them.", code="not_found"
+        )
     ctx.core.set_picture(ctx.client, picture)
     ctx.core.tell(ctx.client, f"Your profile picture is now {picture}", Level.SUCCESS)
 
@@ -348,5 +352,7 @@ def _quit(ctx: Context, args: str) -> None:
 def _password_bytes(password: str) -> bytes:
     secret = password.encode()
     if len(secret) > MAX_PASSWORD_BYTES:
-        raise UserError(f"Password too long (the limit is {MAX_PASSWORD_BYTES} bytes).")
+        raise UserError(
+            f"Password too long (the limit is {MAX_PASSWORD_BYTES} bytes).", code="too_long"
+        )
     return secret

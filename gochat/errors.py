@@ -9,12 +9,20 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-    """Something the user asked for cannot be done; the text is shown to them."""
+    """Something the user asked for cannot be done; the text is shown to them.
+
+    `code` is the stable name a program gets (docs/protocol.md's error codes);
+    the text is for people and may change.
+    """
+
+    def __init__(self, text: str = "", *, code: str = "refused") -> None:
+        super().__init__(text)
+        self.code = code
 
 
 class UsageError(UserError):
     """A command was called with the wrong arguments; the registry adds the usage."""
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__(detail)
+        super().__init__(detail, code="bad_argument")
         self.detail = detail

@@ -188,7 +188,7 @@ class Rox:
     def ask(self, client: Client, question: str) -> None:
         """Handle `/ai <question>`: announce it and start the answer task; never waits."""
         if not self.enabled:
-            raise UserError(NOT_AVAILABLE)
+            raise UserError(NOT_AVAILABLE, code="unavailable")
         lobby = client.lobby
         if lobby is None:
             raise UserError("You are not in a lobby.")
@@ -231,7 +231,7 @@ class Rox:
         make Rox forget for nothing.
         """
         if not self.enabled:
-            raise UserError(NOT_AVAILABLE)
+            raise UserError(NOT_AVAILABLE, code="unavailable")
         lobby = client.lobby
         if lobby is None:
             raise UserError("You are not in a lobby.")

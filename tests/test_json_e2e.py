@@ -161,7 +161,7 @@ async def test_commands_results_and_refusals(server):
     await bot.until(type="ok", re="u")
     await bot.send({"cmd": "join", "lobby": "nowhere", "id": "j"})
     error = await bot.until(type="error", re="j")
-    assert error["code"] == "refused" and "not found" in error["text"]
+    assert error["code"] == "not_found" and "not found" in error["text"]
     await bot.send({"cmd": "quit", "id": "q"})
     assert (await bot.until(type="farewell"))["text"]
     assert await asyncio.wait_for(bot.reader.read(), TIMEOUT) == b""
@@ -210,3 +210,25 @@ async def test_json_over_tls(make_server, cert):
     await bot.send({"cmd": "quit"})
     await bot.until(type="farewell")
     await bot.close()
+
+
+async def test_refusals_carry_stable_codes(server):
+    """not_found, wrong_password, too_long and unavailable, as docs/protocol.md lists them."""
+    owner = await logged_in_bot(server, "owner")
+    await owner.send({"cmd": "create", "name": "vault", "password": "s3cret", "id": 1})
+    await owner.until(type="ok", re=1)
+    bot = await logged_in_bot(server, "beep")
+    requests = [
+        ({"cmd": "join", "lobby": "nowhere"}, "not_found"),
+        ({"cmd": "msg", "to": "nobody", "text": "hi"}, "not_found"),
+        ({"cmd": "join", "lobby": "vault", "password": "wrong"}, "wrong_password"),
+        ({"cmd": "say", "text": "x" * (server.config.max_message + 1)}, "too_long"),
+        ({"cmd": "ai", "question": "anyone?"}, "unavailable"),
+        ({"cmd": "sp", "picture": "nosuch"}, "not_found"),
+    ]
+    for number, (request, code) in enumerate(requests):
+        await bot.send({**request, "id": number})
+        error = await bot.until(type="error", re=number)
+        assert error["code"] == code, (request, error)
+    await bot.close()
+    await owner.close()

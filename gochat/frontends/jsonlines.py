@@ -100,7 +100,7 @@ class JsonFrontEnd(LineFrontEnd):
         self.rate_limited(wait)  # every request gets an answer, with its id
 
     def command_refused(self, command: Command, error: UserError) -> None:
-        code = "bad_argument" if isinstance(error, UsageError) else "refused"
+        code = "bad_argument" if isinstance(error, UsageError) else error.code
         text = str(error) or f"Usage: {command.usage}"
         self._error(code, text)
 
@@ -160,7 +160,7 @@ class JsonFrontEnd(LineFrontEnd):
             self.core.say(self.client, text)
         except UserError as exc:
             self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
-            self._error("refused", str(exc))
+            self._error(exc.code, str(exc))
             return
         self.client.write(encode_ok(self.re))
 
