@@ -37,7 +37,7 @@ from gochat.render import TextMode, text_mode
 if TYPE_CHECKING:
     from gochat.chat import ChatCore
     from gochat.clients import Client
-    from gochat.server import ChatServer
+    from gochat.ratelimit import GuessLimiter
 
 NO_PASSWORD_WORDS = frozenset({"no-pass", "nopass", "none", "-"})
 NO_DESCRIPTION = "No description"
@@ -47,12 +47,38 @@ HISTORY_DEFAULT = 20  # /history without n
 HISTORY_MAX = 200  # most lines /history shows (the ring holds this many)
 
 
+class Assistant(Protocol):
+    """Rox as the commands see it (gochat.rox.Rox)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def ask(self, client: Client, question: str) -> None: ...
+
+    def set_persona(self, client: Client, prompt: str) -> bool: ...
+
+
+class Services(Protocol):
+    """What handlers use of the server beyond the core (gochat.server.ChatServer)."""
+
+    @property
+    def assistant(self) -> Assistant: ...
+
+    @property
+    def lobby_guesses(self) -> GuessLimiter: ...
+
+
 class Context(Protocol):
     """What a handler may use: the core, its own client and its connection."""
 
-    core: ChatCore
-    server: ChatServer
-    client: Client
+    @property
+    def core(self) -> ChatCore: ...
+
+    @property
+    def server(self) -> Services: ...
+
+    @property
+    def client(self) -> Client: ...
 
     @property
     def ip_key(self) -> str:

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -43,9 +43,14 @@ from gochat import __version__
 from gochat.config import format_host_port, parse_host_port
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
+    from gochat.chat import ChatCore
+    from gochat.config import Config
     from gochat.journal import Journal
-    from gochat.server import ChatServer
+    from gochat.rox import Rox
     from gochat.stats import DurationHistogram
+    from gochat.transport import Connection
 
 log = logging.getLogger("gochat.metrics")
 
@@ -73,7 +78,37 @@ COUNTERS = (
 # -- reading the server ---------------------------------------------------------
 
 
-def connections_by_listener(server: ChatServer) -> dict[str, int]:
+class Source(Protocol):
+    """What the endpoint reads (gochat.server.ChatServer): plain numbers, no internals."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def core(self) -> ChatCore: ...
+
+    @property
+    def assistant(self) -> Rox: ...
+
+    @property
+    def journal(self) -> Journal | None: ...
+
+    @property
+    def sessions(self) -> Collection[Connection]: ...
+
+    @property
+    def ports(self) -> Mapping[str, int]: ...
+
+    @property
+    def started_at(self) -> float | None: ...
+
+    @property
+    def started_wall(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+def connections_by_listener(server: Source) -> dict[str, int]:
     """Open connections per chat listener; every bound listener appears, even at 0."""
     counts = {name: 0 for name in server.ports if name != "metrics"}
     for session in list(server.sessions):
@@ -81,14 +116,14 @@ def connections_by_listener(server: ChatServer) -> dict[str, int]:
     return counts
 
 
-def uptime(server: ChatServer) -> float:
+def uptime(server: Source) -> float:
     started = server.started_at
     if started is None:
         return 0.0
     return max(0.0, server.monotonic() - started)
 
 
-def ai_state(server: ChatServer) -> dict[str, object]:
+def ai_state(server: Source) -> dict[str, object]:
     assistant = server.assistant
     return {
         "state": "enabled" if assistant.enabled else "disabled",
@@ -109,7 +144,7 @@ def store_state(journal: Journal | None) -> dict[str, object]:
     return state
 
 
-def health(server: ChatServer) -> dict[str, object]:
+def health(server: Source) -> dict[str, object]:
     """The /healthz document. "degraded" still answers 200: it is a liveness check."""
     store = store_state(server.journal)
     return {
@@ -143,7 +178,7 @@ def _histogram(name: str, doc: str, source: DurationHistogram | None) -> Histogr
 class GochatCollector(Collector):
     """Reads counters and state at scrape time; the chat path never calls it."""
 
-    def __init__(self, server: ChatServer) -> None:
+    def __init__(self, server: Source) -> None:
         self.server = server
 
     def collect(self) -> Iterable[Metric]:
@@ -153,7 +188,7 @@ class GochatCollector(Collector):
         yield from self._assistant(server)
         yield from self._journal(server)
 
-    def _server(self, server: ChatServer) -> Iterator[Metric]:
+    def _server(self, server: Source) -> Iterator[Metric]:
         info = GaugeMetricFamily("gochat_build_info", "gochat version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -176,7 +211,7 @@ class GochatCollector(Collector):
         )
         yield GaugeMetricFamily("gochat_lobbies", "Lobbies.", value=len(server.core.lobbies))
 
-    def _counters(self, server: ChatServer) -> Iterator[Metric]:
+    def _counters(self, server: Source) -> Iterator[Metric]:
         counters = server.core.counters
         for name, doc in COUNTERS:
             yield CounterMetricFamily(f"gochat_{name}", doc, value=getattr(counters, name))
@@ -187,7 +222,7 @@ class GochatCollector(Collector):
             reasons.add_metric([reason], count)
         yield reasons
 
-    def _assistant(self, server: ChatServer) -> Iterator[Metric]:
+    def _assistant(self, server: Source) -> Iterator[Metric]:
         assistant = server.assistant
         yield GaugeMetricFamily(
             "gochat_ai_enabled",
@@ -211,7 +246,7 @@ class GochatCollector(Collector):
             assistant.durations,
         )
 
-    def _journal(self, server: ChatServer) -> Iterator[Metric]:
+    def _journal(self, server: Source) -> Iterator[Metric]:
         journal = server.journal
         yield GaugeMetricFamily(
             "gochat_store_queue_depth",
@@ -250,7 +285,7 @@ class GochatCollector(Collector):
         )
 
 
-def build_registry(server: ChatServer) -> CollectorRegistry:
+def build_registry(server: Source) -> CollectorRegistry:
     """A private registry: this server's collector plus process, GC and platform metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GochatCollector(server))
@@ -283,7 +318,7 @@ REASONS = {
 class MetricsServer:
     """The HTTP listener for /healthz and /metrics."""
 
-    def __init__(self, server: ChatServer) -> None:
+    def __init__(self, server: Source) -> None:
         self.server = server
         self.host, self.port = parse_host_port(server.config.metrics_addr)
         self.registry = build_registry(server)

@@ -29,13 +29,12 @@ from gochat.frontends.json_codec import (
     encode_welcome,
     with_seq,
 )
-from gochat.frontends.lines import LineFrontEnd, State
+from gochat.frontends.lines import Host, LineFrontEnd, State
 from gochat.names import user_name_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gochat.server import ChatServer
     from gochat.transport import Connection
 
 QUIT_FAREWELL = "Goodbye! Thanks for chatting."
@@ -61,7 +60,7 @@ class JsonFrontEnd(LineFrontEnd):
 
     __slots__ = ("re", "seq")
 
-    def __init__(self, server: ChatServer, link: Connection) -> None:
+    def __init__(self, server: Host, link: Connection) -> None:
         super().__init__(server, link, JSON)
         self.seq = 0
         self.re: Id | None = None  # the id of the request being answered

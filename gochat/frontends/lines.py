@@ -22,16 +22,17 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gochat.clients import Client, OutputMode
-from gochat.commands import Command
+from gochat.commands import Command, Services
 from gochat.errors import UserError
 from gochat.ratelimit import MessageLimiter, Verdict
 from gochat.wire import LineReader, LineTooLong
 
 if TYPE_CHECKING:
-    from gochat.server import ChatServer
+    from gochat.chat import ChatCore
+    from gochat.config import Config
     from gochat.transport import Connection
 
 log = logging.getLogger("gochat.frontend")
@@ -55,6 +56,23 @@ MOVES = {
 """The legal transitions; `_enter` refuses any other (h11's state table, in small)."""
 
 
+class Host(Services, Protocol):
+    """What a front end needs from the server that owns it (gochat.server.ChatServer)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def core(self) -> ChatCore: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def monotonic(self) -> float: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+
 class IllegalTransition(RuntimeError):
     """A bug: the front end tried to move between states that do not connect."""
 
@@ -75,7 +93,7 @@ class LineFrontEnd(ABC):
         "task",
     )
 
-    def __init__(self, server: ChatServer, link: Connection, mode: OutputMode) -> None:
+    def __init__(self, server: Host, link: Connection, mode: OutputMode) -> None:
         config = server.config
         self.server = server
         self.core = server.core

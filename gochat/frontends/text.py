@@ -10,20 +10,26 @@ go-chat-server prompt redraw) or plain, per connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gochat.commands import REGISTRY, Command
 from gochat.errors import UsageError, UserError
 from gochat.events import Event, Farewell, Level, Notice, Raw
-from gochat.frontends.lines import IllegalTransition, LineFrontEnd, State
+from gochat.frontends.lines import Host, IllegalTransition, LineFrontEnd, State
 from gochat.names import user_name_problem
 from gochat.ratelimit import wait_phrase
 from gochat.render import PROMPT, TextMode, render, text_mode
 from gochat.wire import decode_line, encode
 
 if TYPE_CHECKING:
-    from gochat.server import ChatServer
     from gochat.transport import Connection
+
+
+class TextHost(Host, Protocol):
+    """A text front end's server also owns the banner (rendered once per mode)."""
+
+    def banner(self, colour: bool) -> bytes: ...
+
 
 __all__ = ["NAME_PROMPT", "IllegalTransition", "State", "TextFrontEnd"]
 
@@ -34,10 +40,11 @@ PROMPT_BYTES = PROMPT.encode()
 class TextFrontEnd(LineFrontEnd):
     """One nc/telnet user's dialect: the name prompt, `/` commands, plain or ANSI output."""
 
-    __slots__ = ()
+    __slots__ = ("text_host",)
 
-    def __init__(self, server: ChatServer, link: Connection) -> None:
+    def __init__(self, server: TextHost, link: Connection) -> None:
         super().__init__(server, link, text_mode(server.config.color_default))
+        self.text_host = server
 
     @property
     def colour(self) -> bool:
@@ -51,7 +58,7 @@ class TextFrontEnd(LineFrontEnd):
         return encode(text + "\n")
 
     def greet(self) -> None:
-        self.link.write(self.server.banner(self.colour))
+        self.link.write(self.text_host.banner(self.colour))
 
     def handle_line(self, line: bytes) -> None:
         text = decode_line(line).strip()
