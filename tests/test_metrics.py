@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from gochat import rox
+from gochat import rox_failures
 from gochat.store import Op
 from gochat.store.sqlite import SQLiteStore
 
@@ -145,7 +145,7 @@ async def test_ai_outcomes_durations_and_in_flight(make_server, fake):
         await bob.expect("• two")
         fake.next(fg.RATE_LIMITED)
         await bob.send("/ai second?")
-        await bob.expect(rox.ANSWER_QUOTA)
+        await bob.expect(rox_failures.ANSWER_QUOTA)
         await wait_until(lambda: server.assistant.in_flight == 0, what="both tasks to finish")
 
         samples = (await get(port, "/metrics")).samples()

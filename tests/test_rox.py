@@ -14,6 +14,7 @@ import re
 import pytest
 
 from gochat import rox
+from gochat import rox_failures as failures
 from gochat.cli import build_parser
 from gochat.config import Config
 from gochat.events import AIAnswer
@@ -382,13 +383,19 @@ async def test_setai_reset_of_the_default_persona_is_quiet(rox_server, fake, use
 @pytest.mark.parametrize(
     ("mode", "text", "line", "reason", "logged"),
     [
-        (fg.RATE_LIMITED, None, rox.ANSWER_QUOTA, "over quota", "HTTP 429"),
-        (fg.SERVER_ERROR, None, rox.ANSWER_SERVER, "AI service error", "HTTP 500"),
-        (fg.MALFORMED, None, rox.ANSWER_UNREADABLE, "unreadable reply", "unreadable reply"),
-        (fg.EMPTY, None, rox.ANSWER_TOO_LONG, "ran out of room", "MAX_TOKENS"),
-        (fg.NOT_FOUND, None, rox.ANSWER_MODEL, "misconfigured", "GOCHAT_AI_MODEL"),
-        (fg.BAD_KEY, None, rox.ANSWER_KEY, "misconfigured", "API key was refused"),
-        (fg.OK, "\x1b[2J\x1b]0;x\x07", rox.ANSWER_EMPTY, "empty answer", "empty answer"),
+        (fg.RATE_LIMITED, None, failures.ANSWER_QUOTA, "over quota", "HTTP 429"),
+        (fg.SERVER_ERROR, None, failures.ANSWER_SERVER, "AI service error", "HTTP 500"),
+        (
+            fg.MALFORMED,
+            None,
+            failures.ANSWER_UNREADABLE,
+            "unreadable reply",
+            "unreadable reply",
+        ),
+        (fg.EMPTY, None, failures.ANSWER_TOO_LONG, "ran out of room", "MAX_TOKENS"),
+        (fg.NOT_FOUND, None, failures.ANSWER_MODEL, "misconfigured", "GOCHAT_AI_MODEL"),
+        (fg.BAD_KEY, None, failures.ANSWER_KEY, "misconfigured", "API key was refused"),
+        (fg.OK, "\x1b[2J\x1b]0;x\x07", failures.ANSWER_EMPTY, "empty answer", "empty answer"),
     ],
 )
 async def test_failures_give_the_asker_one_clear_line(
@@ -418,9 +425,9 @@ async def test_failures_give_the_asker_one_clear_line(
     assert KEY not in caplog.text
     for leak in ("Quota exceeded", "Internal error", "not valid", "Expecting", "Traceback"):
         assert leak not in seen + after
-    assert rox.ANSWER_BUG not in seen
+    assert failures.ANSWER_BUG not in seen
     assert sum(server.assistant.outcomes.values()) == 1
-    assert server.assistant.outcomes[rox.OUTCOMES[line]] == 1
+    assert server.assistant.outcomes[failures.OUTCOMES[line]] == 1
 
 
 async def test_out_of_tokens_blames_the_answer_not_the_question(rox_server, fake, users, caplog):
@@ -442,8 +449,8 @@ async def test_out_of_tokens_blames_the_answer_not_the_question(rox_server, fake
 
 def test_every_failure_has_a_lobby_reason():
     """Each metrics label a failure can end with has a short category for the lobby."""
-    assert set(rox.FAILURE_REASONS) == {*rox.OUTCOMES.values(), "timeout"}
-    assert all(len(reason) <= 25 for reason in rox.FAILURE_REASONS.values())
+    assert set(failures.FAILURE_REASONS) == {*failures.OUTCOMES.values(), "timeout"}
+    assert all(len(reason) <= 25 for reason in failures.FAILURE_REASONS.values())
 
 
 async def test_timeout_gives_one_line(rox_server, fake, users):
@@ -452,7 +459,7 @@ async def test_timeout_gives_one_line(rox_server, fake, users):
     alice, bob = await users(server, "alice", "bob")
     fake.next(fg.SLOW)
     await bob.send("/ai are you there?")
-    await bob.expect(rox.ANSWER_TIMEOUT.format(seconds=0.5))
+    await bob.expect(failures.ANSWER_TIMEOUT.format(seconds=0.5))
     await alice.expect("bob asked AI: are you there?")
     await alice.expect("Rox could not answer bob's question (timed out).")
     await bob.send("/ai and now?")
