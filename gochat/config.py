@@ -170,7 +170,7 @@ class Config:
         "",
         "GOCHAT_TIMEZONE",
         "timezone of the times shown in chat, e.g. Europe/Paris or UTC (empty = the system's)",
-        parse=lambda raw: _check_timezone(raw),
+        parse=_check_timezone,
     )
     log_level: str = _setting(
         "INFO",

@@ -99,9 +99,13 @@ class JsonFrontEnd(LineFrontEnd):
         self.rate_limited(wait)  # every request gets an answer, with its id
 
     def command_refused(self, command: Command, error: UserError) -> None:
-        code = "bad_argument" if isinstance(error, UsageError) else error.code
-        text = str(error) or f"Usage: {command.usage}"
-        self._error(code, text)
+        if isinstance(error, UsageError):
+            self._error("bad_argument", str(error) or f"Usage: {command.usage}")
+        else:
+            self.refused(error)
+
+    def refused(self, error: UserError) -> None:
+        self._error(error.code, str(error))
 
     def command_failed(self, command: Command) -> None:
         self._error("internal", "Something went wrong on our side; it has been logged.")
@@ -153,15 +157,8 @@ class JsonFrontEnd(LineFrontEnd):
         self.client.write(encode_ok(self.re))
 
     def _say(self, text: str) -> None:
-        if not self.within_rate():
-            return
-        try:
-            self.core.say(self.client, text)
-        except UserError as exc:
-            self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
-            self._error(exc.code, str(exc))
-            return
-        self.client.write(encode_ok(self.re))
+        if self.say(text):
+            self.client.write(encode_ok(self.re))
 
     def _error(self, code: str, text: str) -> None:
         self.client.write(encode_error(code, text, re=self.re))

@@ -132,6 +132,10 @@ class LineFrontEnd(ABC):
         """A line was refused by a budget; say how long to wait."""
 
     @abstractmethod
+    def refused(self, error: UserError) -> None:
+        """Something the user asked for was refused; `error` says why."""
+
+    @abstractmethod
     def command_refused(self, command: Command, error: UserError) -> None:
         """The command was refused (a usage error is a `UsageError`)."""
 
@@ -294,16 +298,24 @@ class LineFrontEnd(ABC):
         """Run `command` if its budget allows; a refused one gives the charge back."""
         charged = None
         if command.rate_limited:
-            if not self._within_rate():
+            if not self.within_rate():
                 return
             charged = self.client.limiter
         if command.lookup and not self._within_lookups():
             return
         self._run(command, args, charged)
 
-    def within_rate(self) -> bool:
-        """Charge one message to the budget (a chat line); False if refused (and answered)."""
-        return self._within_rate()
+    def say(self, text: str) -> bool:
+        """Say `text` to the user's lobby within the budget; False if refused (and answered)."""
+        if not self.within_rate():
+            return False
+        try:
+            self.core.say(self.client, text)
+        except UserError as exc:
+            self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
+            self.refused(exc)
+            return False
+        return True
 
     def _within_lookups(self) -> bool:
         """Listings are free of the message budget but have their own: /users in a
@@ -314,9 +326,10 @@ class LineFrontEnd(ABC):
             self.lookups = MessageLimiter.create(
                 per_window, config.rate_window, config.flood_factor
             )
-        return self._within_rate(self.lookups)
+        return self.within_rate(self.lookups)
 
-    def _within_rate(self, limiter: MessageLimiter | None = None) -> bool:
+    def within_rate(self, limiter: MessageLimiter | None = None) -> bool:
+        """Charge one line to a budget (the message budget by default); False if refused."""
         limiter = limiter or self.client.limiter
         verdict, wait = limiter.check(self.server.monotonic())
         if verdict is Verdict.SEND:

@@ -80,7 +80,10 @@ class TextFrontEnd(LineFrontEnd):
             detail = f" ({error.detail})" if error.detail else ""
             self._send(Notice(f"Usage: {command.usage}{detail}", Level.WARN))
         else:
-            self._send(Notice(str(error), Level.ERROR))
+            self.refused(error)
+
+    def refused(self, error: UserError) -> None:
+        self._send(Notice(str(error), Level.ERROR))
 
     def command_failed(self, command: Command) -> None:
         self._send(Notice("Something went wrong on our side; it has been logged.", Level.ERROR))
@@ -124,13 +127,7 @@ class TextFrontEnd(LineFrontEnd):
             return
         if text.startswith("//"):
             text = text[1:]
-        if not self.within_rate():
-            return
-        try:
-            self.core.say(self.client, text)
-        except UserError as exc:
-            self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
-            self._send(Notice(str(exc), Level.ERROR))
+        self.say(text)
 
     def _send(self, event: Event) -> None:
         # No "> " chat prompt before the user is chatting: the name prompt follows.
