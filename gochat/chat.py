@@ -14,7 +14,7 @@ from collections.abc import Callable
 from gochat.changes import Change, LobbyDeleted, LobbySaved, LobbyTouched, Sink
 from gochat.clients import Client, ClientManager
 from gochat.config import Config
-from gochat.errors import UserError
+from gochat.errors import UsageError, UserError
 from gochat.events import (
     ChatMessage,
     DirectMessage,
@@ -24,16 +24,18 @@ from gochat.events import (
     Presence,
     Replay,
     TagNotice,
+    Welcome,
 )
 from gochat.fanout import deliver, send
 from gochat.lobbies import Lobby, LobbyManager
-from gochat.names import name_problem
+from gochat.names import lobby_name, name_problem, user_name_problem
 from gochat.render import set_timezone
 from gochat.stats import Counters
 
 log = logging.getLogger("gochat.chat")
 
 HISTORY_RING = 200
+MAX_DESCRIPTION = 200
 MAX_LOBBIES = 500  # lobbies at once: each costs memory (and a row in the store) until pruned
 
 
@@ -60,18 +62,24 @@ class ChatCore:
     def tell(self, client: Client, text: str, level: Level = Level.INFO) -> None:
         send(Notice(text, level), client)
 
+    def log_in(self, client: Client, name: str) -> None:
+        """Give `client` the name `name` and put them in general, or refuse (a `UserError`)."""
+        problem = user_name_problem(name)
+        if problem is not None:
+            raise UserError(problem, code="bad_name")
+        if name in self.clients:
+            raise UserError(f"The name {name!r} is taken. Pick another.", code="name_taken")
+        client.rename(name)
+        self.login(client)
+
     def login(self, client: Client) -> bool:
-        """Register `client` and put them in general; False if the name is taken."""
+        """Register `client` (named already) and put them in general; False if the name is taken."""
         if not self.clients.add(client):
             return False
         self.counters.logins += 1
         log.info("login %s from %s", client.name, client.address)
         general = self.lobbies.general
-        self.tell(
-            client,
-            f"Welcome, {client.name}! You are in #{general.name}. Type /help for commands.",
-            Level.SUCCESS,
-        )
+        send(Welcome(client.name, general.name, client.picture), client)
         self._arrive(client, general, Move.CONNECTED)
         return True
 
@@ -104,18 +112,56 @@ class ChatCore:
         self.tell(client, f"You are now in #{lobby.name}: {lobby.description}")
         self._arrive(client, lobby, Move.ARRIVED, old.name if old else None)
 
-    def create_lobby(
-        self, client: Client, name: str, description: str, password_hash: bytes | None
-    ) -> Lobby:
-        """Create a lobby owned by `client` and move them into it."""
+    def lobby_to_join(self, client: Client, wanted: str) -> Lobby:
+        """The lobby `wanted` names (a leading # is IRC habit), if `client` may move there."""
+        name = lobby_name(wanted)
+        if not name:
+            raise UsageError("name the lobby, e.g. /join general")
+        lobby = self.lobbies.get(name)
+        if lobby is None:
+            raise UserError(
+                f"Lobby #{name} not found. Type /lobbies to see them.", code="not_found"
+            )
+        if lobby is client.lobby:
+            raise UserError(f"You are already in #{lobby.name}.")
+        return lobby
+
+    def check_new_lobby(self, name: str, description: str) -> None:
+        """Refuse a lobby that could not be created (checked again when it is)."""
         problem = name_problem(name, "Lobby name")
         if problem:
             raise UserError(problem, code="bad_name")
         existing = self.lobbies.get(name)
         if existing is not None:
             raise UserError(f"Lobby #{existing.name} already exists. Use /join {existing.name}.")
+        if len(description) > MAX_DESCRIPTION:
+            raise UserError(
+                f"Description too long (the limit is {MAX_DESCRIPTION} characters).",
+                code="too_long",
+            )
         if len(self.lobbies) >= MAX_LOBBIES:
             raise UserError(f"The server holds at most {MAX_LOBBIES} lobbies; join one of them.")
+
+    def check_owner(self, client: Client, guards: str) -> Lobby:
+        """`client`'s lobby, if they created it; else why not (`guards`: what is protected)."""
+        lobby = self.lobby_of(client)
+        if lobby is self.lobbies.general:
+            raise UserError(
+                f"{guards} in #{lobby.name} can't be changed; create a lobby for your own.",
+                code="forbidden",
+            )
+        if self.clients.get(lobby.creator) is not client:
+            raise UserError(
+                f"Only {lobby.creator}, who created #{lobby.name}, can change {guards} here.",
+                code="forbidden",
+            )
+        return lobby
+
+    def create_lobby(
+        self, client: Client, name: str, description: str, password_hash: bytes | None
+    ) -> Lobby:
+        """Create a lobby owned by `client` and move them into it."""
+        self.check_new_lobby(name, description)
         lobby = self.lobbies.add(
             name,
             creator=client.name,
@@ -200,7 +246,7 @@ class ChatCore:
     def say(self, client: Client, text: str) -> ChatMessage:
         """Post `text` to the sender's lobby, sender included."""
         self.check_length(text)
-        return self._post(client, self._lobby_of(client), text, None)
+        return self._post(client, self.lobby_of(client), text, None)
 
     def _post(self, client: Client, lobby: Lobby, text: str, tagged: str | None) -> ChatMessage:
         now = self.clock()
@@ -239,7 +285,7 @@ class ChatCore:
         target = self._find(target_name)
         if target is client:
             raise UserError("You can't tag yourself.")
-        lobby = self._lobby_of(client)
+        lobby = self.lobby_of(client)
         self._post(client, lobby, f"@{target.name} {text}", target.name)
         if target.lobby is not lobby:
             send(TagNotice(client.name, lobby.name, text), target)
@@ -251,7 +297,8 @@ class ChatCore:
         return target
 
     @staticmethod
-    def _lobby_of(client: Client) -> Lobby:
+    def lobby_of(client: Client) -> Lobby:
+        """The lobby `client` speaks in, or a refusal."""
         if client.lobby is None:
             raise UserError("You are not in a lobby.")
         return client.lobby

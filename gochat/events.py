@@ -87,6 +87,15 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class Welcome:
+    """Logged in as `name`, now in `lobby` (the result of a login, for every front end)."""
+
+    name: str
+    lobby: str
+    picture: str
+
+
+@dataclass(frozen=True, slots=True)
 class Farewell:
     """The last line a connection gets before it is closed (no prompt after it)."""
 
@@ -129,8 +138,14 @@ class LobbyList:
 
 @dataclass(frozen=True, slots=True)
 class CommandHelp:
-    usage: str
+    """One command as /help and JSON `help` show it (from gochat.commands' table)."""
+
+    usage: str  # the text front end's form: /name <arg> [arg]
     summary: str
+    name: str = ""
+    args: tuple[tuple[str, str, bool], ...] = ()  # (name, JSON type, required)
+    when: str = "chat"  # the session phase: login, chat or any
+    dialects: tuple[str, ...] = ("text", "json")  # the front ends that offer it
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +209,7 @@ Event = (
     | TagNotice
     | Presence
     | Notice
+    | Welcome
     | Farewell
     | MemberList
     | LobbyList

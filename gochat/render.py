@@ -33,6 +33,7 @@ from gochat.events import (
     Raw,
     Replay,
     TagNotice,
+    Welcome,
 )
 from gochat.markdown import Line
 from gochat.wire import encode
@@ -170,6 +171,13 @@ def _(event: Notice, s: Style) -> str:
     return s(colour, f"{symbol} {event.text}") + "\n"
 
 
+@_text.register
+def _(event: Welcome, s: Style) -> str:
+    colour, symbol = LEVEL_STYLE[Level.SUCCESS]
+    text = f"Welcome, {event.name}! You are in #{event.lobby}. Type /help for commands."
+    return s(colour, f"{symbol} {text}") + "\n"
+
+
 def _titled(s: Style, title: str, lines: Iterable[str]) -> str:
     return "\n".join([s(BOLD + CYAN, title), *lines]) + "\n"
 
@@ -219,7 +227,7 @@ def help_lines(event: HelpList) -> list[str]:
     A usage too long for the column, or a summary too long for its line, puts
     the summary on the next line rather than widening the column for everyone.
     """
-    commands = event.commands
+    commands = [c for c in event.commands if "text" in c.dialects]
     width = max((len(c.usage) for c in commands if len(c.usage) <= HELP_USAGE_COLUMN), default=0)
     lines = []
     for c in commands:

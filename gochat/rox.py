@@ -179,17 +179,7 @@ class Rox:
         """
         if not self.enabled:
             raise UserError(NOT_AVAILABLE, code="unavailable")
-        lobby = client.lobby
-        if lobby is None:
-            raise UserError("You are not in a lobby.")
-        if lobby is self.core.lobbies.general:
-            raise UserError(
-                f"Rox's persona in #{lobby.name} can't be changed; create a lobby for your own."
-            )
-        if self.core.clients.get(lobby.creator) is not client:
-            raise UserError(
-                f"Only {lobby.creator}, who created #{lobby.name}, can change Rox's persona here."
-            )
+        lobby = self.core.check_owner(client, "Rox's persona")
         prompt = prompt.strip()
         if prompt.lower() == "reset":
             if lobby.persona is None:

@@ -15,13 +15,8 @@ from gochat import commands
 from gochat.changes import LobbySaved
 from gochat.chat import ChatCore
 from gochat.clients import Client
-from gochat.commands import (
-    CREATE_FORMS,
-    REGISTRY,
-    Registry,
-    create_arguments,
-    help_list,
-)
+from gochat.command_table import Args, Cost, Phase, Registry, Who
+from gochat.commands import CREATE_FORMS, REGISTRY, create_words, help_list
 from gochat.errors import UsageError, UserError
 from gochat.names import (
     RESERVED_USER_NAMES,
@@ -139,10 +134,17 @@ class Ctx:
     def clear(self) -> None:
         self.chunks.clear()
 
+    dialect = "text"
+
+    def log_in(self, name: str) -> None:
+        self.core.log_in(self.client, name)
+
     async def run(self, line: str) -> None:
-        """Run `/name args` as the session does once its checks have passed."""
-        name, _, args = line.removeprefix("/").partition(" ")
-        result = REGISTRY.get(name).handler(self, args.strip())
+        """Run `/name args` as the text front end does once budgets have passed."""
+        name, _, rest = line.removeprefix("/").partition(" ")
+        command = REGISTRY.get(name, "text")
+        commands.check_allowed(self, command)
+        result = command.handler(self, command.read_words(rest.strip()))
         if asyncio.iscoroutine(result):
             await result
 
@@ -180,23 +182,24 @@ def bob(core, server) -> Ctx:
 
 
 def test_registry_defaults_are_the_lenient_ones():
-    """A command declared without options takes any arguments and spends no budget."""
+    """A command declared without options is free, for anyone, after login, everywhere."""
     registry = Registry()
 
-    @registry.command("ping", "[text]", "answer pong")
+    @registry.command("ping", "text?:text", "answer pong")
     def ping(ctx, args):
         return None
 
     command = registry.get("PING")
     assert command is not None and command.handler is ping
-    assert (command.name, command.args, command.summary) == ("ping", "[text]", "answer pong")
-    assert command.usage == "/ping [text]"
-    assert (command.min_args, command.rate_limited, command.lookup, command.needs_ai) == (
+    assert (command.name, command.summary, command.usage) == ("ping", "answer pong", "/ping [text]")
+    assert (command.min_args, command.cost, command.phase, command.who, command.needs_ai) == (
         0,
-        False,
-        False,
+        Cost.FREE,
+        Phase.CHAT,
+        Who.ANYONE,
         False,
     )
+    assert command.offered_in("text") and command.offered_in("json")
     assert registry.get("pong") is None
 
 
@@ -204,27 +207,65 @@ def test_registry_keeps_every_option_and_the_declaration_order():
     registry = Registry()
     for name in ("b", "a", "c"):
         registry.command(
-            name, "<x>", "s", min_args=2, rate_limited=True, lookup=True, needs_ai=True
+            name,
+            "x:word y:int",
+            "s",
+            cost=Cost.LOOKUP,
+            phase=Phase.ANY,
+            needs_ai=True,
+            dialects=frozenset({"json"}),
         )(lambda ctx, args: None)
     assert [c.name for c in registry] == ["b", "a", "c"]
-    command = registry.get("a")
-    assert (command.min_args, command.rate_limited, command.lookup, command.needs_ai) == (
+    command = registry["a"]
+    assert (command.min_args, command.cost, command.phase, command.needs_ai) == (
         2,
-        True,
-        True,
+        Cost.LOOKUP,
+        Phase.ANY,
         True,
     )
-    assert registry.get("c").usage == "/c <x>"
+    assert command.usage == "/a <x> <y>"
+    assert registry.get("a", "text") is None and registry.get("a", "json") is command
+
+
+def test_an_argument_spec_must_name_a_known_kind():
+    with pytest.raises(ValueError, match="unknown kind"):
+        Registry().command("x", "a:float", "s")(lambda ctx, args: None)
+
+
+@pytest.mark.parametrize(
+    ("spec", "rest", "expected"),
+    [
+        ("a:word b?:word", "one two three", {"a": "one", "b": "two"}),
+        ("a:word b?:word", "one", {"a": "one"}),
+        ("a:word t:text", "bob  hello  there", {"a": "bob", "t": "hello  there"}),
+        ("n?:int", "", {}),
+        ("n?:int", "12 more", {"n": 12}),
+    ],
+)
+def test_text_words_are_read_by_the_declared_arguments(spec, rest, expected):
+    registry = Registry()
+    registry.command("x", spec, "s")(lambda ctx, args: None)
+    assert registry["x"].read_words(rest) == Args(expected)
+
+
+@pytest.mark.parametrize(("spec", "rest"), [("a:word", ""), ("n?:int", "0"), ("n:int", "x")])
+def test_a_wrong_text_call_is_a_usage_error(spec, rest):
+    registry = Registry()
+    registry.command("x", spec, "s")(lambda ctx, args: None)
+    with pytest.raises(UsageError):
+        registry["x"].read_words(rest)
 
 
 def test_which_commands_spend_which_budget():
     """Speaking and changing state spend the message budget; listings the lookup budget."""
-    limited = {c.name for c in REGISTRY if c.rate_limited}
-    lookups = {c.name for c in REGISTRY if c.lookup}
-    assert limited == {"create", "join", "msg", "tag", "ai", "setai"}
+    limited = {c.name for c in REGISTRY if c.cost is Cost.MESSAGE}
+    lookups = {c.name for c in REGISTRY if c.cost is Cost.LOOKUP}
+    assert limited == {"create", "join", "msg", "tag", "ai", "setai", "say"}
     assert lookups == {"users", "lobbies", "history"}
     assert {c.name for c in REGISTRY if c.needs_ai} == {"ai", "setai"}
+    assert {c.name for c in REGISTRY if c.who is Who.LOBBY_OWNER} == {"setai"}
     assert {c.name: c.min_args for c in REGISTRY if c.min_args} == {
+        "login": 1,
         "create": 1,
         "join": 1,
         "msg": 2,
@@ -233,7 +274,16 @@ def test_which_commands_spend_which_budget():
         "color": 1,
         "ai": 1,
         "setai": 1,
+        "say": 1,
     }
+
+
+def test_each_dialect_offers_its_commands():
+    """The text front end has the name prompt and plain lines for login and say; JSON has
+    no ANSI colour to switch."""
+    json_only = {c.name for c in REGISTRY if not c.offered_in("text")}
+    text_only = {c.name for c in REGISTRY if not c.offered_in("json")}
+    assert (json_only, text_only) == ({"login", "say", "ping"}, {"color"})
 
 
 @pytest.mark.parametrize("ai", [False, True])
@@ -243,7 +293,7 @@ def test_help_lists_every_command_in_one_column_within_80(ai):
     assert render(help, False).decode().startswith("Commands\r\n")
     all_lines = help_lines(help)
     assert all(len(line) <= HELP_WIDTH for line in all_lines)
-    shown = [c for c in REGISTRY if ai or not c.needs_ai]
+    shown = [c for c in REGISTRY if (ai or not c.needs_ai) and c.offered_in("text")]
     column = 2 + max(len(c.usage) for c in shown if len(c.usage) <= 24) + 2
     lines = list(all_lines)
     for c in shown:
@@ -270,7 +320,7 @@ def test_help_lists_every_command_in_one_column_within_80(ai):
 def layout(*entries: tuple[str, str, str]) -> tuple[str, ...]:
     registry = Registry()
     for name, args, summary in entries:
-        registry.command(name, args, summary)(lambda ctx, args: None)
+        registry.command(name, "", summary, syntax=args)(lambda ctx, args: None)
     lines = help_lines(help_list(ai=True, registry=registry))
     return tuple(lines[: -2 - len(CREATE_FORMS)])
 
@@ -329,7 +379,13 @@ def test_help_a_line_of_exactly_80_stays_whole_one_of_81_wraps():
 )
 def test_create_forms(args, expected):
     """The /create forms /help lists: two words are public, three or more private."""
-    assert create_arguments(args) == expected
+    name, password, description = expected
+    read = create_words(args)
+    assert commands.lobby_name(read.text("name")) == name
+    assert (read.optional("password"), read.text("description") or "No description") == (
+        password,
+        description,
+    )
 
 
 async def test_create_public_lobby_moves_the_creator(alice, bob, core):
@@ -548,7 +604,7 @@ async def test_history_at_most_200(alice, bob, core):
 async def test_history_needs_a_positive_whole_number(alice, n):
     with pytest.raises(UsageError) as refused:
         await alice.run(f"/history {n}")
-    assert refused.value.detail == "n is a number from 1 to 200"
+    assert refused.value.detail == "n is a whole number, at least 1"
 
 
 async def test_history_of_a_quiet_lobby(alice):

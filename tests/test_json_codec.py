@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gochat.commands import help_list
+from gochat.command_table import Args
+from gochat.commands import REGISTRY, help_list
 from gochat.events import (
     AIAnswer,
     AIQuestion,
@@ -35,9 +36,9 @@ from gochat.events import (
     Raw,
     Replay,
     TagNotice,
+    Welcome,
 )
 from gochat.frontends.json_codec import (
-    COMMANDS,
     ERROR_CODES,
     MAX_DEPTH,
     MAX_ID_CHARS,
@@ -50,13 +51,24 @@ from gochat.frontends.json_codec import (
     encode_event,
     encode_hello,
     encode_ok,
-    encode_welcome,
     with_seq,
 )
 from gochat.markdown import Span, render_markdown
 from gochat.wire import clean_text
 
 from .conftest import ROOT
+
+COMMANDS = {c.name: c for c in REGISTRY if c.offered_in("json")}
+
+
+def decode(line: bytes) -> Request | RequestError:
+    return decode_request(line, lambda name: REGISTRY.get(name, "json"))
+
+
+def R(cmd: str, args: dict[str, str | int] | None = None, request_id: Any = None) -> Request:
+    """The request a line naming `cmd` with `args` should decode to."""
+    return Request(REGISTRY[cmd], Args(args or {}), request_id)
+
 
 HOSTILE = "a\x1b[2J\x1b]52;c;aGk=\x07b\x9b31m\u202ec\x00d\x7fe\u2028f"
 # Raw bytes that must never reach a terminal from a JSON line: C0 (but the final LF), DEL,
@@ -70,11 +82,11 @@ UNSAFE_VALUE = re.compile(
 
 
 def req(obj: Any) -> Request | RequestError:
-    return decode_request(json.dumps(obj).encode())
+    return decode(json.dumps(obj).encode())
 
 
 def refused(line: bytes | dict[str, Any], code: str) -> RequestError:
-    result = decode_request(line) if isinstance(line, bytes) else req(line)
+    result = decode(line) if isinstance(line, bytes) else req(line)
     assert isinstance(result, RequestError), result
     assert result.code == code, result
     assert result.code in ERROR_CODES
@@ -107,36 +119,36 @@ def strings(value: Any) -> list[str]:
 
 def test_say_with_id() -> None:
     """A well-formed command yields its name, its arguments and its id."""
-    assert req({"cmd": "say", "text": "hello", "id": 7}) == Request("say", {"text": "hello"}, 7)
-    assert req({"id": "abc", "cmd": "ping"}) == Request("ping", {}, "abc")
+    assert req({"cmd": "say", "text": "hello", "id": 7}) == R("say", {"text": "hello"}, 7)
+    assert req({"id": "abc", "cmd": "ping"}) == R("ping", {}, "abc")
 
 
 def test_optional_arguments_may_be_left_out_null_or_empty() -> None:
     """An optional argument that is absent, null or blank is simply not there."""
     for password in ({}, {"password": None}, {"password": "  "}):
         result = req({"cmd": "join", "lobby": "dev", **password})
-        assert result == Request("join", {"lobby": "dev"})
+        assert result == R("join", {"lobby": "dev"})
     result = req({"cmd": "create", "name": "dev", "password": "pw", "description": "a b"})
     assert isinstance(result, Request)
-    assert result.text("password") == "pw"
-    assert result.text("description") == "a b"
-    assert result.text("missing", "x") == "x"
+    assert result.args.text("password") == "pw"
+    assert result.args.text("description") == "a b"
+    assert result.args.text("missing", "x") == "x"
 
 
 def test_integer_argument() -> None:
     """history's n is an integer from 1; Request.number reads it."""
     result = req({"cmd": "history", "n": 5})
     assert isinstance(result, Request)
-    assert result.number("n") == 5
-    assert result.text("n") == ""
+    assert result.args.number("n") == 5
+    assert result.args.text("n") == ""
     history = req({"cmd": "history"})
     assert isinstance(history, Request)
-    assert history.number("n") is None
+    assert history.args.number("n") is None
 
 
 def test_whitespace_around_the_object_is_fine() -> None:
     """JSON allows whitespace around a value, and a stray CR from a CRLF client is whitespace."""
-    assert decode_request(b'  {"cmd":"ping"} \r') == Request("ping", {})
+    assert decode(b'  {"cmd":"ping"} \r') == R("ping", {})
 
 
 # --- requests: cleaning -----------------------------------------------------------
@@ -145,26 +157,26 @@ def test_whitespace_around_the_object_is_fine() -> None:
 def test_escape_sequences_sent_as_json_escapes_are_removed() -> None:
     r"""\u001b in JSON is an ESC after parsing: it is cleaned like a text user's bytes."""
     line = b'{"cmd":"say","text":"hi \\u001b[2J\\u001b]52;c;aGk=\\u0007there \\u009b31m\\u202ex"}'
-    result = decode_request(line)
-    assert result == Request("say", {"text": "hi there x"})
+    result = decode(line)
+    assert result == R("say", {"text": "hi there x"})
 
 
 def test_hostile_strings_are_cleaned_in_every_argument() -> None:
     """Every string argument goes through clean_text; newlines become spaces."""
     result = req({"cmd": "create", "name": "r\x1b[31moom", "description": "one\ntwo\r\nthree"})
-    assert result == Request("create", {"name": "room", "description": "one two three"})
+    assert result == R("create", {"name": "room", "description": "one two three"})
     result = req({"cmd": "msg", "to": "bob", "text": HOSTILE})
     assert isinstance(result, Request)
-    assert UNSAFE_VALUE.search(result.text("text")) is None
-    assert result.text("text") == clean_text(HOSTILE)
+    assert UNSAFE_VALUE.search(result.args.text("text")) is None
+    assert result.args.text("text") == clean_text(HOSTILE)
 
 
 def test_lone_surrogate_becomes_replacement_character() -> None:
     r"""A lone \ud800 cannot be encoded as UTF-8 later; it becomes U+FFFD at the door."""
-    result = decode_request(b'{"cmd":"say","text":"a\\ud800b"}')
-    assert result == Request("say", {"text": "a\ufffdb"})
-    pair = decode_request(b'{"cmd":"say","text":"\\ud83d\\ude00"}')
-    assert pair == Request("say", {"text": "\U0001f600"})
+    result = decode(b'{"cmd":"say","text":"a\\ud800b"}')
+    assert result == R("say", {"text": "a\ufffdb"})
+    pair = decode(b'{"cmd":"say","text":"\\ud83d\\ude00"}')
+    assert pair == R("say", {"text": "\U0001f600"})
 
 
 @given(st.text(max_size=200))
@@ -172,9 +184,9 @@ def test_no_control_character_survives_in_any_argument(text: str) -> None:
     """Whatever string a JSON user sends, the argument holds no control or bidi character."""
     result = req({"cmd": "say", "text": text})
     if isinstance(result, Request):
-        assert UNSAFE_VALUE.search(result.text("text")) is None
-        assert "\n" not in result.text("text")
-        result.text("text").encode("utf-8")  # no lone surrogate left
+        assert UNSAFE_VALUE.search(result.args.text("text")) is None
+        assert "\n" not in result.args.text("text")
+        result.args.text("text").encode("utf-8")  # no lone surrogate left
     else:
         assert result.code == "bad_argument"  # nothing left after cleaning
         assert not clean_text(text.replace("\n", " ").replace("\r", " ")).strip()
@@ -218,7 +230,7 @@ def test_too_deep() -> None:
 def test_brackets_inside_strings_do_not_count() -> None:
     """Brackets in strings, even after escaped quotes, are text, not nesting."""
     text = '\\"[[[[[[{{{{{ \\\\'
-    assert req({"cmd": "say", "text": text}) == Request("say", {"text": text})
+    assert req({"cmd": "say", "text": text}) == R("say", {"text": text})
 
 
 @pytest.mark.timeout(10)
@@ -226,7 +238,7 @@ def test_brackets_inside_strings_do_not_count() -> None:
 def test_huge_hostile_nesting_is_refused_without_recursion(unit: bytes) -> None:
     """A MiB of brackets (or of strings that look like brackets) is refused, never recursed."""
     line = unit * (2**20 // len(unit))
-    result = decode_request(line)
+    result = decode(line)
     assert isinstance(result, RequestError)
     assert result.code in {"too_deep", "bad_json"}
     if unit in (b"[", b"{", b'{"a":', b'["[",'):
@@ -255,7 +267,7 @@ def test_bad_id(bad_id: object) -> None:
 @pytest.mark.parametrize("good_id", [0, -1, 2**53 - 1, "", "x" * MAX_ID_CHARS, "é-1"])
 def test_good_id(good_id: str | int) -> None:
     """The id is given back exactly."""
-    assert req({"cmd": "ping", "id": good_id}) == Request("ping", {}, good_id)
+    assert req({"cmd": "ping", "id": good_id}) == R("ping", {}, good_id)
 
 
 def test_unknown_command_echoes_id_and_names_it_cleanly() -> None:
@@ -327,7 +339,7 @@ def test_request_error_encodes_with_re() -> None:
 @given(st.binary(max_size=300))
 def test_decode_never_raises_on_bytes(data: bytes) -> None:
     """Any bytes give a Request or a RequestError with a known code."""
-    result = decode_request(data)
+    result = decode(data)
     assert isinstance(result, Request | RequestError)
     if isinstance(result, RequestError):
         assert result.code in ERROR_CODES
@@ -340,7 +352,7 @@ JSONISH = st.text(alphabet='[]{}",:\\ 0123456789.-eEtrufalsn cmdidsayxu\x1b', ma
 @given(JSONISH)
 def test_decode_never_raises_on_json_like_text(text: str) -> None:
     """Text made of JSON's own characters (the tricky kind) never raises either."""
-    result = decode_request(text.encode())
+    result = decode(text.encode())
     assert isinstance(result, Request | RequestError)
 
 
@@ -396,7 +408,7 @@ def requests(draw: st.DrawFn) -> tuple[dict[str, Any], Request]:
     obj: dict[str, Any] = {"cmd": schema.name, **args}
     if request_id is not None:
         obj["id"] = request_id
-    return obj, Request(schema.name, args, request_id)
+    return obj, R(schema.name, args, request_id)
 
 
 @given(requests(), st.booleans())
@@ -404,7 +416,7 @@ def test_valid_requests_round_trip(case: tuple[dict[str, Any], Request], ascii_o
     """Any request built from the schema decodes to exactly what was sent, ASCII-escaped or not."""
     obj, expected = case
     line = json.dumps(obj, ensure_ascii=ascii_only).encode()
-    assert decode_request(line) == expected
+    assert decode(line) == expected
 
 
 def test_schema_matches_the_issue() -> None:
@@ -434,8 +446,8 @@ def test_schema_matches_the_issue() -> None:
         "quit": [],
         "ping": [],
     }
-    assert COMMANDS["login"].phase == "login"
-    assert {n for n, s in COMMANDS.items() if s.phase == "any"} == {"help", "quit", "ping"}
+    assert COMMANDS["login"].phase.value == "login"
+    assert {n for n, s in COMMANDS.items() if s.phase.value == "any"} == {"help", "quit", "ping"}
 
 
 # --- lines out ------------------------------------------------------------------------
@@ -467,6 +479,10 @@ SAMPLES: dict[type, tuple[Event, dict[str, Any]]] = {
         {"type": "notice", "text": "You are now in #dev", "level": "success"},
     ),
     Farewell: (Farewell("Goodbye!"), {"type": "farewell", "text": "Goodbye!"}),
+    Welcome: (
+        Welcome("al", "general", "🐶"),
+        {"type": "welcome", "name": "al", "lobby": "general", "picture": "🐶"},
+    ),
     MemberList: (
         MemberList("dev", (Member("al", "🐶"), Member("bob", "🐱")), "al"),
         {
@@ -489,8 +505,21 @@ SAMPLES: dict[type, tuple[Event, dict[str, Any]]] = {
         },
     ),
     HelpList: (
-        HelpList((CommandHelp("/users", "who is in your lobby"),), (("/create NAME", "x"),)),
-        {"type": "help", "commands": [{"usage": "/users", "summary": "who is in your lobby"}]},
+        HelpList(
+            (
+                CommandHelp("/users", "who is in your lobby", "users"),
+                CommandHelp("/ping", "ok", "ping", (), "any", ("json",)),
+            ),
+            (("/create NAME", "x"),),
+        ),
+        {
+            "type": "help",
+            "commands": [{"usage": "/users", "summary": "who is in your lobby"}],
+            "json": [
+                {"cmd": "users", "args": [], "summary": "who is in your lobby", "when": "chat"},
+                {"cmd": "ping", "args": [], "summary": "ok", "when": "any"},
+            ],
+        },
     ),
     PictureList: (
         PictureList((("cat", "🐱"), ("dog", "🐶"))),
@@ -548,9 +577,6 @@ def test_event_encoding(kind: type) -> None:
     line = encode_event(event)
     assert line is not None
     obj = line_object(line)
-    if kind is HelpList:
-        offered = {c["cmd"] for c in obj.pop("json")}
-        assert offered == {"users", "login", "say", "ping"}
     assert obj == expected
 
 
@@ -684,12 +710,12 @@ def test_hello() -> None:
 
 def test_welcome() -> None:
     """A successful login's result."""
-    assert line_object(encode_welcome("alice", "general")) == {
+    assert line_object(encode_event(Welcome("alice", "general", "🐱")) or b"") == {
         "type": "welcome",
         "name": "alice",
         "lobby": "general",
+        "picture": "🐱",
     }
-    assert line_object(encode_welcome("alice", "general", picture="🐱"))["picture"] == "🐱"
 
 
 def test_ok() -> None:
@@ -728,6 +754,7 @@ def test_error_codes_are_stable_and_known() -> None:
         "already_logged_in",
         "rate_limited",
         "refused",
+        "forbidden",
         "not_found",
         "wrong_password",
         "unavailable",

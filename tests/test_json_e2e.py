@@ -232,3 +232,40 @@ async def test_refusals_carry_stable_codes(server):
         assert error["code"] == code, (request, error)
     await bot.close()
     await owner.close()
+
+
+async def test_create_takes_the_password_as_given(server):
+    """JSON names its arguments: a password of "-" is a password, not the text port's
+    "no password" word, and no password at all is a public lobby."""
+    bot = await logged_in_bot(server, "maker")
+    await bot.send({"cmd": "create", "name": "dashed", "password": "-", "id": 1})
+    await bot.until(type="ok", re=1)
+    await bot.send({"cmd": "create", "name": "open", "description": "- not a password", "id": 2})
+    await bot.until(type="ok", re=2)
+    dashed, open_lobby = server.core.lobbies.get("dashed"), server.core.lobbies.get("open")
+    assert dashed.private and not open_lobby.private
+    assert open_lobby.description == "- not a password"
+    await bot.close()
+
+
+async def test_setai_outside_your_lobby_is_forbidden(make_server):
+    """The table says only a lobby's creator may set Rox's persona: `forbidden`, with why.
+    (Setting a persona calls no model, so the AI's address is never reached.)"""
+    server = await make_server(
+        json_port=free_port(), ai_api_key="test-key", ai_base_url="http://127.0.0.1:9"
+    )
+    owner = await logged_in_bot(server, "owner")
+    await owner.send({"cmd": "create", "name": "den", "id": 1})
+    await owner.until(type="ok", re=1)
+    bot = await logged_in_bot(server, "other")
+    await bot.send({"cmd": "setai", "prompt": "be rude", "id": 2})
+    error = await bot.until(type="error", re=2)
+    assert error["code"] == "forbidden" and "general" in error["text"]
+    await bot.send({"cmd": "join", "lobby": "den", "id": 3})
+    await bot.until(type="ok", re=3)
+    await bot.send({"cmd": "setai", "prompt": "be rude", "id": 4})
+    error = await bot.until(type="error", re=4)
+    assert error["code"] == "forbidden" and "Only owner" in error["text"]
+    assert server.core.lobbies.get("den").persona is None
+    await bot.close()
+    await owner.close()

@@ -31,8 +31,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
 
+from gochat.command_table import Args, Command, Value
 from gochat.events import (
     AIAnswer,
     AIQuestion,
@@ -53,6 +53,7 @@ from gochat.events import (
     Raw,
     Replay,
     TagNotice,
+    Welcome,
 )
 from gochat.markdown import Span, plain_text
 from gochat.wire import clean_text
@@ -65,7 +66,7 @@ MAX_ID_INT = 2**53 - 1  # an integer "id" stays exact in every JSON implementati
 MAX_INT_ARG = 2**31 - 1
 
 Id = str | int
-Phase = Literal["login", "chat", "any"]
+DIALECT = "json"
 
 ERROR_CODES: dict[str, str] = {
     "bad_json": "the line is not valid UTF-8 JSON (or uses NaN/Infinity, or repeats a key)",
@@ -84,100 +85,31 @@ ERROR_CODES: dict[str, str] = {
     "not_found": "no such user or lobby",
     "wrong_password": "wrong password for a private lobby",
     "unavailable": "the AI assistant is not configured on this server",
+    "forbidden": "the command is not yours to run here (e.g. setai outside your own lobby)",
     "refused": "the server refused the command; text says why",
     "internal": "a server bug; it has been logged (try again or report it)",
 }
 """Stable error codes and what they mean; a code is never renamed within a protocol version."""
 
 
-# --- the command schema ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Arg:
-    """A named argument: "word" (a string without whitespace), "text" or "int" (from 1)."""
-
-    name: str
-    kind: Literal["word", "text", "int"]
-    required: bool
-
-    @property
-    def type_name(self) -> str:
-        return "integer" if self.kind == "int" else "string"
-
-
-@dataclass(frozen=True, slots=True)
-class Schema:
-    """One JSON command: its arguments, a summary, and when it may be sent."""
-
-    name: str
-    args: tuple[Arg, ...]
-    summary: str
-    phase: Phase  # login: only before logging in; chat: only after; any: both
-
-    def arg(self, name: str) -> Arg | None:
-        return next((a for a in self.args if a.name == name), None)
-
-
-def _schemas(specs: dict[str, tuple[str, str, Phase]]) -> dict[str, Schema]:
-    """{"cmd": ("arg:kind opt?:kind", summary, phase)} -> schemas."""
-    out = {}
-    for cmd, (spec, summary, phase) in specs.items():
-        args = []
-        for item in spec.split():
-            name, _, kind = item.partition(":")
-            required = not name.endswith("?")
-            args.append(Arg(name.rstrip("?"), kind, required))  # type: ignore[arg-type]
-        out[cmd] = Schema(cmd, tuple(args), summary, phase)
-    return out
-
-
-COMMANDS: dict[str, Schema] = _schemas(
-    {
-        "login": ("name:word password?:word", "log in; the first command of a session", "login"),
-        "say": ("text:text", "say text to your lobby", "chat"),
-        "join": ("lobby:word password?:word", "move to another lobby", "chat"),
-        "create": (
-            "name:word password?:word description?:text",
-            "create a lobby and join it (a password makes it private)",
-            "chat",
-        ),
-        "msg": ("to:word text:text", "send a private message", "chat"),
-        "tag": ("to:word text:text", "say to your lobby with @to highlighted", "chat"),
-        "users": ("", "who is in your lobby", "chat"),
-        "lobbies": ("", "list the lobbies", "chat"),
-        "history": ("n?:int", "your lobby's last n messages", "chat"),
-        "ai": ("question:text", "ask Rox, the AI assistant (your lobby sees it)", "chat"),
-        "setai": ("prompt:text", "set Rox's persona in your own lobby (reset: default)", "chat"),
-        "sp": ("picture:word", "set your profile picture (list: see them)", "chat"),
-        "help": ("", "list the commands", "any"),
-        "quit": ("", "leave the server", "any"),
-        "ping": ("", "answered with ok", "any"),
-    }
-)
-"""Every JSON command with its named arguments; `help` lists them for clients."""
-
-_JSON_ONLY = frozenset({"login", "say", "ping"})  # not in the text command table (gochat.commands)
-
-
 # --- requests ---------------------------------------------------------------------
+
+
+Commands = Callable[[str], Command | None]
+"""The command table as the decoder sees it: a name -> the command the JSON dialect offers."""
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A well-formed command: `args` holds only schema arguments, strings already cleaned."""
+    """A well-formed command: `args` holds only its declared arguments, strings cleaned."""
 
-    cmd: str
-    args: dict[str, str | int]
+    command: Command
+    args: Args
     id: Id | None = None
 
-    def text(self, name: str, default: str = "") -> str:
-        value = self.args.get(name, default)
-        return value if isinstance(value, str) else default
-
-    def number(self, name: str) -> int | None:
-        value = self.args.get(name)
-        return value if isinstance(value, int) else None
+    @property
+    def cmd(self) -> str:
+        return self.command.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +169,10 @@ def _shown(value: str) -> str:
     return repr(cleaned if len(cleaned) <= 32 else cleaned[:32] + "…")
 
 
-def decode_request(line: bytes) -> Request | RequestError:
+def decode_request(line: bytes, commands: Commands) -> Request | RequestError:
     """One request line (without its newline) -> a `Request`, or the `RequestError` answering it.
 
+    `commands` finds a command by name (gochat.commands' table, JSON's offer).
     Never raises, whatever the bytes.
     """
     try:
@@ -270,26 +203,26 @@ def decode_request(line: bytes) -> Request | RequestError:
     cmd = obj.pop("cmd", None)
     if not isinstance(cmd, str):
         return RequestError("bad_request", 'A request needs "cmd", a string.', request_id)
-    schema = COMMANDS.get(cmd)
-    if schema is None:
+    command = commands(cmd) if cmd == cmd.lower() else None
+    if command is None:
         return RequestError(
             "unknown_command", f"Unknown command {_shown(cmd)}; send help.", request_id
         )
-    return _arguments(schema, obj, request_id)
+    return _arguments(command, obj, request_id)
 
 
 def _arguments(
-    schema: Schema, given: dict[str, object], request_id: Id | None
+    command: Command, given: dict[str, object], request_id: Id | None
 ) -> Request | RequestError:
     def refuse(text: str, code: str = "bad_argument") -> RequestError:
-        return RequestError(code, f"{schema.name}: {text}", request_id)
+        return RequestError(code, f"{command.name}: {text}", request_id)
 
     for key in given:
-        if schema.arg(key) is None:
-            names = ", ".join(a.name for a in schema.args) or "none"
+        if command.arg(key) is None:
+            names = ", ".join(a.name for a in command.args) or "none"
             return refuse(f"unknown argument {_shown(key)} (arguments: {names}).")
-    args: dict[str, str | int] = {}
-    for arg in schema.args:
+    args: dict[str, Value] = {}
+    for arg in command.args:
         value = given.get(arg.name)
         if value is None:
             if arg.required:
@@ -317,7 +250,7 @@ def _arguments(
         if arg.kind == "word" and len(cleaned.split(maxsplit=1)) > 1:
             return refuse(f"{arg.name} must be one word, without spaces.")
         args[arg.name] = cleaned
-    return Request(schema.name, args, request_id)
+    return Request(command, Args(args), request_id)
 
 
 def _clean_argument(value: str) -> str:
@@ -364,12 +297,6 @@ def encode_hello(version: str, *, max_line_bytes: int | None = None) -> bytes:
     return _line(hello | {"max_line_bytes": max_line_bytes})
 
 
-def encode_welcome(name: str, lobby: str, *, picture: str | None = None) -> bytes:
-    """The typed result of a successful login (its ok, with "re", follows)."""
-    welcome = {"type": "welcome", "name": _safe(name), "lobby": _safe(lobby)}
-    return _line(welcome | {"picture": None if picture is None else _safe(picture)})
-
-
 def encode_ok(re: Id | None = None) -> bytes:
     """A command finished; "re" is the request's id (absent when it had none)."""
     return _line({"type": "ok", "re": re})
@@ -392,9 +319,8 @@ def encode_event(event: Event) -> bytes | None:
     if isinstance(event, Raw):
         return None  # banner and prompts are for terminals
     if isinstance(event, HelpList):
-        names = {c.usage.split()[0].removeprefix("/") for c in event.commands}
-        offered = json_help(lambda name: name in names or name in _JSON_ONLY)
-        return _line({"type": "help", "commands": _value(event.commands), "json": offered})
+        shown = tuple(c for c in event.commands if "text" in c.dialects)
+        return _line({"type": "help", "commands": _value(shown), "json": json_help(event)})
     if isinstance(event, PictureList):
         pictures = [{"name": _safe(n), "picture": _safe(p)} for n, p in event.pictures]
         return _line({"type": "pictures", "pictures": pictures})
@@ -425,6 +351,7 @@ _SHAPES = _shapes(
         TagNotice: "tagged: from=sender lobby text",
         Presence: "presence: name picture lobby move other",
         Notice: "notice: text level",
+        Welcome: "welcome: name lobby picture",
         Farewell: "farewell: text",
         MemberList: "members: lobby members you",
         Member: "name picture",
@@ -462,15 +389,15 @@ def _value(value: object) -> object:
     return value
 
 
-def json_help(offered: Callable[[str], bool] = lambda name: True) -> list[dict[str, object]]:
-    """COMMANDS as `help` lists them: name, arguments (name, type, required), summary, phase."""
+def json_help(event: HelpList) -> list[dict[str, object]]:
+    """The commands JSON offers, as `help` lists them: name, arguments, summary, phase."""
     return [
         {
-            "cmd": s.name,
-            "args": [{"name": a.name, "type": a.type_name, "required": a.required} for a in s.args],
-            "summary": s.summary,
-            "when": s.phase,
+            "cmd": c.name,
+            "args": [{"name": n, "type": t, "required": r} for n, t, r in c.args],
+            "summary": _safe(c.summary),
+            "when": c.when,
         }
-        for s in COMMANDS.values()
-        if offered(s.name)
+        for c in event.commands
+        if DIALECT in c.dialects
     ]

@@ -13,31 +13,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gochat import __version__
-from gochat.commands import NO_DESCRIPTION, REGISTRY, Command
+from gochat.command_table import Command
+from gochat.commands import REGISTRY
 from gochat.errors import UsageError, UserError
 from gochat.events import Event, Farewell
 from gochat.frontends.json_codec import (
-    COMMANDS,
+    DIALECT,
     Id,
-    Request,
     RequestError,
     decode_request,
     encode_error,
     encode_event,
     encode_hello,
     encode_ok,
-    encode_welcome,
     with_seq,
 )
 from gochat.frontends.lines import Host, LineFrontEnd, State
-from gochat.names import user_name_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gochat.transport import Connection
-
-QUIT_FAREWELL = "Goodbye! Thanks for chatting."
 
 
 class JsonMode:
@@ -67,6 +63,14 @@ class JsonFrontEnd(LineFrontEnd):
 
     # -- the dialect ------------------------------------------------------------------
 
+    @property
+    def dialect(self) -> str:
+        return DIALECT
+
+    @staticmethod
+    def _offered(name: str) -> Command | None:
+        return REGISTRY.get(name, DIALECT)
+
     def output(self) -> Callable[[bytes], None]:
         return self._numbered
 
@@ -80,12 +84,12 @@ class JsonFrontEnd(LineFrontEnd):
     def handle_line(self, line: bytes) -> None:
         if not line.strip():
             return  # a blank line between requests is no request
-        request = decode_request(line)
+        request = decode_request(line, self._offered)
         if isinstance(request, RequestError):
             self.client.write(request.encode())
             return
         self.re = request.id
-        self._handle(request)
+        self.dispatch(request.command, request.args)
 
     def line_too_long(self, limit: int) -> None:
         text = f"Line too long: the limit is {limit} bytes; it was discarded."
@@ -114,51 +118,14 @@ class JsonFrontEnd(LineFrontEnd):
         if self.active:
             self.client.write(encode_ok(self.re))
 
+    def out_of_phase(self, command: Command) -> None:
+        if self.state is State.NAME:
+            self._error("not_logged_in", 'Log in first: {"cmd":"login","name":...}.')
+        else:
+            self._error("already_logged_in", f"You are logged in as {self.client.name}.")
+
     def farewell(self, text: str) -> None:
         self.client.write(encode_event(Farewell(text)) or b"")
-
-    # -- requests -----------------------------------------------------------------------
-
-    def _handle(self, request: Request) -> None:
-        cmd = request.cmd
-        schema = COMMANDS[cmd]
-        if cmd == "ping":
-            self.client.write(encode_ok(self.re))
-        elif cmd == "quit":
-            self.quit("quit", QUIT_FAREWELL)
-        elif self.state is State.NAME and schema.phase == "chat":
-            self._error("not_logged_in", 'Log in first: {"cmd":"login","name":...}.')
-        elif cmd == "login":
-            self._login(request)
-        elif cmd == "say":
-            self._say(request.text("text"))
-        else:
-            command = REGISTRY.get(cmd)
-            if command is None:  # a JSON command with no text twin would be a bug here
-                self._error("unknown_command", f"Unknown command {cmd!r}.")
-                return
-            self.execute(command, _arguments(request))
-
-    def _login(self, request: Request) -> None:
-        if self.state is not State.NAME:
-            self._error("already_logged_in", f"You are logged in as {self.client.name}.")
-            return
-        name = request.text("name")
-        problem = user_name_problem(name)
-        if problem is not None:
-            self._error("bad_name", problem)
-            return
-        if name in self.core.clients:
-            self._error("name_taken", f"The name {name!r} is taken. Pick another.")
-            return
-        general = self.core.lobbies.general.name
-        self.client.write(encode_welcome(name, general, picture=self.client.picture))
-        self.logged_in(name)
-        self.client.write(encode_ok(self.re))
-
-    def _say(self, text: str) -> None:
-        if self.say(text):
-            self.client.write(encode_ok(self.re))
 
     def _error(self, code: str, text: str) -> None:
         self.client.write(encode_error(code, text, re=self.re))
@@ -169,29 +136,3 @@ class JsonFrontEnd(LineFrontEnd):
             return
         self.seq += 1
         self.link.write(with_seq(data, self.seq))
-
-
-def _arguments(request: Request) -> str:
-    """A request's named arguments as the words the command table's handlers read."""
-    text = request.text
-    match request.cmd:
-        case "join":
-            return f"{text('lobby')} {text('password')}".strip()
-        case "create":
-            name, password, description = text("name"), text("password"), text("description")
-            if password:
-                return f"{name} {password} {description or NO_DESCRIPTION}"
-            return f"{name} - {description}" if description else name
-        case "msg" | "tag":
-            return f"{text('to')} {text('text')}"
-        case "history":
-            n = request.number("n")
-            return "" if n is None else str(n)
-        case "ai":
-            return text("question")
-        case "setai":
-            return text("prompt")
-        case "sp":
-            return text("picture")
-        case _:
-            return ""

@@ -25,7 +25,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gochat.clients import Client, OutputMode
-from gochat.commands import Command, Services
+from gochat.command_table import Args, Command, Cost, Phase, Services
+from gochat.commands import REGISTRY, check_allowed
 from gochat.errors import UserError
 from gochat.ratelimit import MessageLimiter, Verdict
 from gochat.wire import LineReader, LineTooLong
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gochat.frontend")
 
+SAY = REGISTRY["say"]
 LOOKUPS_PER_MESSAGE = 4  # /users, /lobbies, /history allowed per message of the rate limit
 LINES_PER_TURN = 32  # lines handled per connection before other connections get a turn
 FEED_BYTES = 2048  # a big read is split into lines this many bytes at a time, in turn
@@ -115,6 +117,11 @@ class LineFrontEnd(ABC):
 
     # -- what the dialect says ---------------------------------------------------------
 
+    @property
+    @abstractmethod
+    def dialect(self) -> str:
+        """The front end's name in the command table ("text", "json")."""
+
     @abstractmethod
     def greet(self) -> None:
         """The first thing a new connection is told (a banner and prompt; a hello)."""
@@ -146,6 +153,10 @@ class LineFrontEnd(ABC):
     def output(self) -> Callable[[bytes], None]:
         """Where this user's bytes go: the connection's write (JSON numbers each line)."""
         return self.link.write
+
+    def out_of_phase(self, command: Command) -> None:
+        """`command` cannot be sent now (before logging in, or after)."""
+        self.refused(UserError(f"/{command.name} can't be used now."))
 
     def refused_quietly(self, wait: int) -> None:  # noqa: B027 (optional hook)
         """A budget refused another line within a second of the last answer (text: silence)."""
@@ -239,14 +250,11 @@ class LineFrontEnd(ABC):
         name, address = self.client.name, self.link.address
         return f"{name}@{address}" if name else address
 
-    def logged_in(self, name: str) -> bool:
-        """Take `name` and join the chat; False if it is taken (the name was checked)."""
-        self.client.rename(name)
-        if not self.core.login(self.client):
-            return False
+    def log_in(self, name: str) -> None:
+        """Take `name` and join the chat, or raise the `UserError` saying why not."""
+        self.core.log_in(self.client, name)
         self._enter(State.CHAT)
         self.link.set_timer(self.last_activity + self.server.config.idle_timeout)
-        return True
 
     # -- lines in, in order ---------------------------------------------------------
 
@@ -294,28 +302,28 @@ class LineFrontEnd(ABC):
 
     # -- commands from the table ------------------------------------------------------
 
-    def execute(self, command: Command, args: str) -> None:
+    def dispatch(self, command: Command, args: Args) -> None:
+        """Run `command` if this is its phase of the session (see `execute`)."""
+        phase = command.phase
+        if phase is not Phase.ANY and (phase is Phase.CHAT) is not (self.state is State.CHAT):
+            self.out_of_phase(command)
+            return
+        self.execute(command, args)
+
+    def execute(self, command: Command, args: Args) -> None:
         """Run `command` if its budget allows; a refused one gives the charge back."""
         charged = None
-        if command.rate_limited:
+        if command.cost is Cost.MESSAGE:
             if not self.within_rate():
                 return
             charged = self.client.limiter
-        if command.lookup and not self._within_lookups():
+        elif command.cost is Cost.LOOKUP and not self._within_lookups():
             return
         self._run(command, args, charged)
 
-    def say(self, text: str) -> bool:
-        """Say `text` to the user's lobby within the budget; False if refused (and answered)."""
-        if not self.within_rate():
-            return False
-        try:
-            self.core.say(self.client, text)
-        except UserError as exc:
-            self.client.limiter.refund()  # refused: it reached nobody, so it costs nothing
-            self.refused(exc)
-            return False
-        return True
+    def say(self, text: str) -> None:
+        """A line that is no command: said to the user's lobby, as the `say` command."""
+        self.execute(SAY, Args({"text": text}))
 
     def _within_lookups(self) -> bool:
         """Listings are free of the message budget but have their own: /users in a
@@ -347,9 +355,10 @@ class LineFrontEnd(ABC):
 
     # -- commands -----------------------------------------------------------------------
 
-    def _run(self, command: Command, args: str, charged: MessageLimiter | None) -> None:
+    def _run(self, command: Command, args: Args, charged: MessageLimiter | None) -> None:
         """Run `command`; a refused one gives back what it was `charged` from the budget."""
         try:
+            check_allowed(self, command)
             result = command.handler(self, args)
         except Exception as exc:
             self._report(command, exc, charged)

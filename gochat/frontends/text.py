@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from gochat.commands import REGISTRY, Command
+from gochat.command_table import Command
+from gochat.commands import REGISTRY
 from gochat.errors import UsageError, UserError
 from gochat.events import Event, Farewell, Level, Notice, Raw
 from gochat.frontends.lines import Host, IllegalTransition, LineFrontEnd, State
-from gochat.names import user_name_problem
 from gochat.ratelimit import wait_phrase
 from gochat.render import PROMPT, TextMode, render, text_mode
 from gochat.wire import decode_line, encode
@@ -33,6 +33,7 @@ class TextHost(Host, Protocol):
 
 __all__ = ["NAME_PROMPT", "IllegalTransition", "State", "TextFrontEnd"]
 
+DIALECT = "text"
 NAME_PROMPT = "Enter your username: "
 PROMPT_BYTES = PROMPT.encode()
 
@@ -53,6 +54,10 @@ class TextFrontEnd(LineFrontEnd):
         return isinstance(mode, TextMode) and mode.colour
 
     # -- the dialect ------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return DIALECT
 
     def refusal(self, text: str) -> bytes:
         return encode(text + "\n")
@@ -98,13 +103,11 @@ class TextFrontEnd(LineFrontEnd):
         if name.lower() == "/quit":
             self.quit("quit at the name prompt", "Goodbye!")
             return
-        problem = user_name_problem(name)
-        if problem is None:
-            if self.logged_in(name):
-                return
-            problem = f"The name {name!r} is taken. Pick another."
-        self._send(Notice(problem, Level.ERROR))
-        self._prompt_name()
+        try:
+            self.log_in(name)
+        except UserError as exc:
+            self._send(Notice(str(exc), Level.ERROR))
+            self._prompt_name()
 
     def _dispatch(self, text: str) -> None:
         if not text:
@@ -113,17 +116,18 @@ class TextFrontEnd(LineFrontEnd):
             return
         if text[0] == "/" and not text.startswith("//"):
             name, _, rest = text[1:].partition(" ")
-            command = REGISTRY.get(name)
+            command = REGISTRY.get(name, DIALECT)
             if command is None:
                 self._send(
                     Notice(f"Unknown command /{name}. Type /help for the list.", Level.ERROR)
                 )
                 return
-            rest = rest.strip()
-            if command.min_args and len(rest.split(maxsplit=command.min_args)) < command.min_args:
-                self._send(Notice(f"Usage: {command.usage}", Level.WARN))
+            try:
+                args = command.read_words(rest.strip())
+            except UsageError as exc:
+                self.command_refused(command, exc)
                 return
-            self.execute(command, rest)
+            self.dispatch(command, args)
             return
         if text.startswith("//"):
             text = text[1:]
