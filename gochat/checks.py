@@ -32,7 +32,8 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from gochat import __version__
-from gochat.config import Config, format_host_port, parse_host_port
+from gochat.config import Config
+from gochat.envparse import format_host_port, parse_host_port
 from gochat.logs import journal_stream
 from gochat.tls import TlsError, load_context, off_reason
 

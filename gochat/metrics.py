@@ -20,7 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from gochat import __version__
 from gochat.collector import Source, build_registry, uptime
-from gochat.config import format_host_port, parse_host_port
+from gochat.envparse import format_host_port, parse_host_port
 
 if TYPE_CHECKING:
     from gochat.journal import Journal
