@@ -2,280 +2,242 @@
 
 Each field carries its environment variable, its command-line flag (if it has
 one) and a one-line help in its metadata, so `gochat --help`, `.env.example`,
-README's settings table and the validation errors all come from this file.
+README's settings table and the validation errors all come from this file
+(how a value is read and checked is `gochat.envparse`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
 import os
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gochat.envparse import (
+    ConfigError,
+    check_timezone,
+    format_host_port,
+    parse_host_port,
+    read_settings,
+    setting,
+)
 
-class ConfigError(ValueError):
-    """A setting has a value we cannot run with; the message names the setting."""
-
-
-def _setting(
-    default: Any,
-    env: str,
-    help: str,
-    *,
-    flag: str | None = None,
-    parse: Callable[[str], Any] | None = None,
-    minimum: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    secret: bool = False,
-    fallback_env: str | None = None,
-) -> Any:
-    return field(
-        default=default,
-        repr=not secret,
-        metadata={
-            "env": env,
-            "help": help,
-            "flag": flag,
-            "parse": parse,
-            "minimum": minimum,
-            "choices": choices,
-            "secret": secret,
-            "fallback_env": fallback_env,
-        },
-    )
-
-
-def _check_timezone(raw: str) -> str:
-    """An IANA name (Europe/Paris), UTC, or empty for the system's zone."""
-    if raw and raw.upper() != "UTC":
-        try:
-            zoneinfo.ZoneInfo(raw)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not a timezone name such as Europe/Paris or UTC") from None
-    return raw
-
-
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+# ConfigError is what Config.from_env raises, so callers catch it from here;
+# gochat/server.py imports the host:port helpers from here.
+__all__ = ["Config", "ConfigError", "format_host_port", "parse_host_port", "settings"]
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """The daemon's settings. Defaults are what runs on a fresh machine."""
 
-    host: str = _setting("0.0.0.0", "GOCHAT_HOST", "address to listen on", flag="--host")
-    port: int = _setting(8080, "GOCHAT_PORT", "plain-text TCP port (0 = any)", flag="--port")
-    tls_port: int = _setting(
+    host: str = setting("0.0.0.0", "GOCHAT_HOST", "address to listen on", flag="--host")
+    port: int = setting(8080, "GOCHAT_PORT", "plain-text TCP port (0 = any)", flag="--port")
+    tls_port: int = setting(
         8443, "GOCHAT_TLS_PORT", "TLS port, used when the cert and key exist", flag="--tls-port"
     )
-    json_port: int = _setting(
+    json_port: int = setting(
         8081,
         "GOCHAT_JSON_PORT",
         "JSON-lines port for bots and programs, docs/protocol.md (0 = off)",
         flag="--json-port",
     )
-    json_tls_port: int = _setting(
+    json_tls_port: int = setting(
         8444,
         "GOCHAT_JSON_TLS_PORT",
         "JSON lines over TLS, used when the cert and key exist (0 = off)",
     )
-    tls_cert: str = _setting(
+    tls_cert: str = setting(
         "certs/server.crt",
         "GOCHAT_TLS_CERT",
         "TLS certificate (PEM); none = TLS off. Set but missing or not matching the key: "
         "gochat does not start",
         flag="--tls-cert",
     )
-    tls_key: str = _setting(
+    tls_key: str = setting(
         "certs/server.key", "GOCHAT_TLS_KEY", "TLS private key (PEM)", flag="--tls-key"
     )
-    tls_handshake_timeout: float = _setting(
+    tls_handshake_timeout: float = setting(
         10.0, "GOCHAT_TLS_HANDSHAKE_TIMEOUT", "seconds a TLS handshake may take", minimum=0.1
     )
-    name_timeout: float = _setting(
+    name_timeout: float = setting(
         60.0, "GOCHAT_NAME_TIMEOUT", "seconds to choose a name before disconnect", minimum=0.1
     )
-    idle_timeout: float = _setting(
+    idle_timeout: float = setting(
         600.0, "GOCHAT_IDLE_TIMEOUT", "seconds of silence before disconnect", minimum=0.1
     )
-    shutdown_grace: float = _setting(
+    shutdown_grace: float = setting(
         5.0, "GOCHAT_SHUTDOWN_GRACE", "seconds output may drain at shutdown", minimum=0.0
     )
-    max_conn_per_ip: int = _setting(
+    max_conn_per_ip: int = setting(
         10, "GOCHAT_MAX_CONN_PER_IP", "connections per IP, IPv6 per /64 (0 = unlimited)", minimum=0
     )
-    max_connections: int = _setting(
+    max_connections: int = setting(
         10000, "GOCHAT_MAX_CONNECTIONS", "connections in total (0 = unlimited)", minimum=0
     )
-    rate_messages: int = _setting(
+    rate_messages: int = setting(
         5, "GOCHAT_RATE_MESSAGES", "messages per window per user (0 = no limit)", minimum=0
     )
-    rate_window: float = _setting(
+    rate_window: float = setting(
         10.0, "GOCHAT_RATE_WINDOW", "rate-limit window in seconds", minimum=0.1
     )
-    flood_factor: int = _setting(
+    flood_factor: int = setting(
         20,
         "GOCHAT_FLOOD_FACTOR",
         "a client refused more than this many times GOCHAT_RATE_MESSAGES lines in one window "
         "is disconnected for flooding (a paste's excess is only refused)",
         minimum=1,
     )
-    max_message: int = _setting(1000, "GOCHAT_MAX_MESSAGE", "characters in one message", minimum=1)
-    max_line_bytes: int = _setting(
+    max_message: int = setting(1000, "GOCHAT_MAX_MESSAGE", "characters in one message", minimum=1)
+    max_line_bytes: int = setting(
         8192, "GOCHAT_MAX_LINE_BYTES", "bytes in one raw input line", minimum=64
     )
-    sendq_bytes: int = _setting(
+    sendq_bytes: int = setting(
         262144,
         "GOCHAT_SENDQ_BYTES",
         "unsent output a client may hold before it is dropped",
         minimum=1024,
     )
-    socket_sndbuf: int = _setting(
+    socket_sndbuf: int = setting(
         65536,
         "GOCHAT_SOCKET_SNDBUF",
         "kernel send buffer per connection in bytes, so the send-queue cap bites (0 = OS default)",
         minimum=0,
     )
-    replay_minutes: float = _setting(
+    replay_minutes: float = setting(
         10.0, "GOCHAT_REPLAY_MINUTES", "history replayed on login/join, in minutes", minimum=0
     )
-    replay_max: int = _setting(
+    replay_max: int = setting(
         50, "GOCHAT_REPLAY_MAX", "most messages replayed on login/join", minimum=0
     )
-    lobby_idle_minutes: float = _setting(
+    lobby_idle_minutes: float = setting(
         120.0,
         "GOCHAT_LOBBY_IDLE_MINUTES",
         "an empty lobby is removed after this many idle minutes",
         minimum=0,
     )
-    bcrypt_rounds: int = _setting(
+    bcrypt_rounds: int = setting(
         12, "GOCHAT_BCRYPT_ROUNDS", "bcrypt cost for lobby passwords (4-16)", minimum=4
     )
-    color: str = _setting(
+    color: str = setting(
         "auto",
         "GOCHAT_COLOR",
         "ANSI colour default: auto (on unless NO_COLOR is set), always, never",
         choices=("auto", "always", "never"),
     )
-    timezone: str = _setting(
+    timezone: str = setting(
         "",
         "GOCHAT_TIMEZONE",
         "timezone of the times shown in chat, e.g. Europe/Paris or UTC (empty = the system's)",
-        parse=_check_timezone,
+        parse=check_timezone,
     )
-    log_level: str = _setting(
+    log_level: str = setting(
         "INFO",
         "GOCHAT_LOG_LEVEL",
         "log level (the Gemini SDK's and httpx's own INFO lines show only at DEBUG)",
         flag="--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     )
-    no_color: bool = _setting(
+    no_color: bool = setting(
         False, "NO_COLOR", "any non-empty value turns colour off by default (no-color.org)"
     )
-    ai_api_key: str = _setting(
+    ai_api_key: str = setting(
         "",
         "GEMINI_API_KEY",
         "Gemini API key for Rox (or GOOGLE_API_KEY); AI is off without one",
         secret=True,
         fallback_env="GOOGLE_API_KEY",
     )
-    ai_model: str = _setting(
+    ai_model: str = setting(
         "gemini-3.8-flash", "GOCHAT_AI_MODEL", "Gemini model Rox uses (model names retire)"
     )
-    ai_base_url: str = _setting(
+    ai_base_url: str = setting(
         "", "GOCHAT_AI_BASE_URL", "Gemini API base URL for a proxy or gateway (empty = Google's)"
     )
-    ai_timeout: float = _setting(
+    ai_timeout: float = setting(
         30.0, "GOCHAT_AI_TIMEOUT", "seconds one AI answer may take", minimum=0.1
     )
-    ai_max_output_tokens: int = _setting(
+    ai_max_output_tokens: int = setting(
         2048,
         "GOCHAT_AI_MAX_OUTPUT_TOKENS",
         "output token cap per AI answer (thinking tokens count too)",
         minimum=16,
     )
-    ai_concurrency: int = _setting(
+    ai_concurrency: int = setting(
         4, "GOCHAT_AI_CONCURRENCY", "AI calls in flight server-wide", minimum=1
     )
-    ai_queue: int = _setting(
+    ai_queue: int = setting(
         20, "GOCHAT_AI_QUEUE", "AI questions that may wait for a free call slot", minimum=0
     )
-    ai_context_lines: int = _setting(
+    ai_context_lines: int = setting(
         10, "GOCHAT_AI_CONTEXT_LINES", "recent lobby lines sent with each question", minimum=0
     )
-    ai_history_turns: int = _setting(
+    ai_history_turns: int = setting(
         20,
         "GOCHAT_AI_HISTORY_TURNS",
         "turns Rox remembers per lobby (a question is one turn, its answer another)",
         minimum=0,
     )
-    ai_history_minutes: float = _setting(
+    ai_history_minutes: float = setting(
         30.0,
         "GOCHAT_AI_HISTORY_MINUTES",
         "a lobby's AI conversation resets after this many minutes without questions",
         minimum=0,
     )
     # -- operator kit: metrics endpoint and log format --
-    metrics_addr: str = _setting(
+    metrics_addr: str = setting(
         "",
         "GOCHAT_METRICS_ADDR",
         "HTTP address for /healthz and /metrics, e.g. 127.0.0.1:9100; a bare port binds "
         "127.0.0.1 (empty = off)",
         parse=lambda raw: format_host_port(*parse_host_port(raw)),
     )
-    log_format: str = _setting(
+    log_format: str = setting(
         "text",
         "GOCHAT_LOG_FORMAT",
         "log line format: text, or json (one object per line)",
         choices=("text", "json"),
     )
-    event_loop: str = _setting(
+    event_loop: str = setting(
         "auto",
         "GOCHAT_EVENT_LOOP",
         "event loop: auto (uvloop when installed, as with gochat[fast]), asyncio or uvloop",
         choices=("auto", "asyncio", "uvloop"),
     )
     # -- store: lobbies and history that survive restarts --
-    db: str = _setting(
+    db: str = setting(
         "gochat.db",
         "GOCHAT_DB",
         "history store: SQLite file path or sqlite:///path, postgresql://... URL, "
         "or none (memory only)",
         flag="--db",
     )
-    store_dms: bool = _setting(False, "GOCHAT_STORE_DMS", "also store direct messages")
-    flush_ms: int = _setting(
+    store_dms: bool = setting(False, "GOCHAT_STORE_DMS", "also store direct messages")
+    flush_ms: int = setting(
         100,
         "GOCHAT_FLUSH_MS",
         "milliseconds between store commits; a crash loses at most this window",
         minimum=1,
     )
-    store_queue_max: int = _setting(
+    store_queue_max: int = setting(
         100000,
         "GOCHAT_STORE_QUEUE_MAX",
         "writes held while the store is slow or down; past it the oldest messages are dropped",
         minimum=100,
     )
-    store_close_timeout: float = _setting(
+    store_close_timeout: float = setting(
         10.0,
         "GOCHAT_STORE_CLOSE_TIMEOUT",
         "seconds shutdown waits for the last store writes",
         minimum=0.1,
     )
-    history_max: int = _setting(
+    history_max: int = setting(
         10000, "GOCHAT_HISTORY_MAX", "messages kept per lobby in the store (0 = no cap)", minimum=0
     )
-    history_days: float = _setting(
+    history_days: float = setting(
         0.0, "GOCHAT_HISTORY_DAYS", "days messages are kept in the store (0 = forever)", minimum=0
     )
     # -- not a setting: which of the above the operator gave (environment, .env or flag)
@@ -304,25 +266,7 @@ class Config:
         cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
     ) -> Config:
         """Read GOCHAT_* variables, apply flag overrides, validate; raise ConfigError."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        given: set[str] = set()
-        for f in _SETTINGS:
-            meta = f.metadata
-            raw = env.get(meta["env"])
-            if (raw is None or not raw.strip()) and meta["fallback_env"]:
-                raw = env.get(meta["fallback_env"])
-            if f.name == "no_color":
-                values[f.name] = bool(raw)
-                continue
-            if raw is not None and raw.strip() != "":
-                values[f.name] = _convert(f, raw.strip())
-                given.add(f.name)
-        for name, value in (overrides or {}).items():
-            if value is not None:
-                f = _FIELDS[name]
-                values[name] = _convert(f, str(value))
-                given.add(name)
+        values, given = read_settings(_FIELDS, os.environ if env is None else env, overrides)
         config = cls(**values, explicit=frozenset(given))
         _check_ranges(config)
         return config
@@ -331,37 +275,6 @@ class Config:
 _SETTINGS = tuple(f for f in dataclasses.fields(Config) if "env" in f.metadata)
 """The fields that are settings (`explicit` is bookkeeping, not a setting)."""
 _FIELDS = {f.name: f for f in _SETTINGS}
-
-
-def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
-    meta = f.metadata
-    try:
-        if meta["parse"] is not None:
-            return meta["parse"](raw)
-        if f.type in ("bool", bool):
-            return _parse_bool(raw)
-        if f.type in ("int", int):
-            return int(raw)
-        if f.type in ("float", float):
-            number = float(raw)
-            if not math.isfinite(number):  # nan slips past every `minimum` comparison
-                raise ValueError("not a finite number")
-            return number
-        if meta["choices"]:
-            value = raw.upper() if f.name == "log_level" else raw.lower()
-            if value not in meta["choices"]:
-                raise ValueError("expected one of " + ", ".join(meta["choices"]))
-            return value
-        return raw
-    except ValueError as exc:
-        raise ConfigError(f"{meta['env']}={raw!r}: {_reason(exc)}") from None
-
-
-def _reason(exc: ValueError) -> str:
-    text = str(exc)
-    if text.startswith("invalid literal") or text.startswith("could not convert"):
-        return "not a number"
-    return text
 
 
 def _check_ranges(config: Config) -> None:
@@ -390,26 +303,3 @@ def settings() -> Iterator[tuple[dataclasses.Field[Any], str]]:
         else:
             shown = str(value)
         yield f, shown
-
-
-def parse_host_port(raw: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """'9100', ':9100', 'host:9100' or '[::1]:9100' -> (host, port); no host means loopback."""
-    text = raw.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "", text
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError("write an IPv6 address in brackets, e.g. [::1]:9100")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError("expected [host:]port, e.g. 127.0.0.1:9100") from None
-    if not 0 <= port <= 65535:
-        raise ValueError("not a TCP port")
-    return host or default_host, port
-
-
-def format_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -28,22 +28,14 @@ from typing import TYPE_CHECKING
 from gochat.changes import Change, LobbyDeleted, LobbySaved, LobbyTouched
 from gochat.events import ChatMessage, DirectMessage
 from gochat.names import name_key
+from gochat.records import Pending, hydrate, lobby_record, to_op
 from gochat.stats import FLUSH_BUCKETS, DurationHistogram
-from gochat.store import (
-    DeleteLobby,
-    DirectRecord,
-    LobbyRecord,
-    MessageRecord,
-    Op,
-    Store,
-    StoreError,
-    store_for,
-)
+from gochat.store import DeleteLobby, LobbyRecord, Store, StoreError, store_for
 
 if TYPE_CHECKING:
     from gochat.chat import ChatCore
     from gochat.config import Config
-    from gochat.lobbies import Lobby, LobbyManager
+    from gochat.lobbies import Lobby
 
 log = logging.getLogger("gochat.store")
 
@@ -52,8 +44,6 @@ MIN_BACKOFF = 0.2  # seconds before the first retry of a failed write
 MAX_BACKOFF = 10.0
 PRUNE_EVERY = 300.0  # seconds between retention passes
 DROP_LOG_EVERY = 10.0  # at most one "queue full" warning per this many seconds
-
-Pending = ChatMessage | DirectMessage | LobbyRecord | DeleteLobby
 
 
 class Journal:
@@ -311,76 +301,6 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().replace("\n", " ")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def lobby_record(lobby: Lobby) -> LobbyRecord:
-    return LobbyRecord(
-        lobby.key,
-        lobby.name,
-        lobby.creator,
-        lobby.description,
-        lobby.password_hash,
-        lobby.persona,
-        lobby.created_at,
-        lobby.last_active,
-    )
-
-
-def to_op(item: Pending) -> Op:
-    """A queued item as the store's record."""
-    if isinstance(item, ChatMessage):
-        return MessageRecord(
-            name_key(item.lobby),
-            item.sender,
-            item.picture,
-            item.text,
-            item.kind,
-            item.timestamp,
-            item.tagged,
-        )
-    if isinstance(item, DirectMessage):
-        return DirectRecord(item.sender, item.recipient, item.picture, item.text, item.timestamp)
-    return item
-
-
-def to_message(record: MessageRecord, lobby_name: str) -> ChatMessage:
-    return ChatMessage(
-        lobby_name,
-        record.sender,
-        record.picture,
-        record.body,
-        record.timestamp,
-        record.kind,
-        record.tagged,
-    )
-
-
-async def hydrate(lobbies: LobbyManager, store: Store) -> tuple[int, int]:
-    """Put every stored lobby and its recent history back; return (lobbies, messages)."""
-    size = lobbies.history_size
-    records = {record.key: record for record in await store.load_lobbies()}
-    general = lobbies.general
-    if general.key not in records:
-        history = await store.recent_messages(general.key, size)
-        general.history.extend(to_message(m, general.name) for m in history)
-        if history:
-            general.last_active = max(general.last_active, history[-1].timestamp)
-    count = 0
-    for record in records.values():
-        history = await store.recent_messages(record.key, size)
-        last = max(record.last_active, history[-1].timestamp if history else 0.0)
-        lobbies.restore(
-            record.name,
-            creator=record.creator,
-            description=record.description,
-            password_hash=record.password_hash,
-            persona=record.persona,
-            created_at=record.created_at,
-            last_active=last,
-            history=[to_message(m, record.name) for m in history],
-        )
-        count += len(history)
-    return len(records), count + len(general.history)
 
 
 async def open_journal(

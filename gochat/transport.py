@@ -4,9 +4,9 @@ A `Connection` admits the connection (the server's caps), puts TLS under it,
 tunes the socket, sniffs a foreign protocol on a plain port, queues output and
 writes it once per loop turn (the Outbox), drops a reader past the SendQ cap,
 runs the one timer its front end asks for, and closes by the FIN/RST policy
-below. What the bytes mean is the front end's business: a `FrontEnd` is
-sans-IO and talks to its connection only through the `Link` methods
-(`write`, `close`, `pause_reading`, `resume_reading`, `set_timer`,
+of `gochat.sockets`. What the bytes mean is the front end's business: a
+`FrontEnd` is sans-IO and talks to its connection only through the `Link`
+methods (`write`, `close`, `pause_reading`, `resume_reading`, `set_timer`,
 `cancel_timer`), as websockets' `Protocol` does with its `Connection`.
 """
 
@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
-import contextlib
 import functools
 import logging
-import socket
 import ssl
-import struct
 from collections.abc import Callable
 from typing import Protocol, cast
 
 from gochat.config import Config
+from gochat.sockets import close_within, drop_closing, reset, tune_socket
 from gochat.wire import sniff_foreign
+
+# drop_closing is re-exported: gochat/server.py imports it from here.
+__all__ = ["TLS_READ_BUFFER", "Connection", "FrontEnd", "Host", "TlsLayer", "drop_closing"]
 
 log = logging.getLogger("gochat.transport")
 
-CLOSE_LINGER = 5.0  # seconds a closing connection may take to flush its last lines
-FIN_GRACE = 1.0  # seconds a client may take to close after our FIN before it is reset
-# TCP states in which the peer has acknowledged our FIN, hence every byte before it.
-FIN_ACKED_STATES = frozenset({5, 6, 7})  # FIN_WAIT2, TIME_WAIT, CLOSE (linux/tcp_states.h)
 TLS_READ_BUFFER = 16 * 1024  # bytes per TLS connection (asyncio's own: 256 KiB)
 
 
@@ -163,7 +160,7 @@ class Connection(asyncio.Protocol):
             self.closed = True
             if self.tls is None:  # a TLS client could not read a plain-text line
                 transport.write(self.front.refusal(refusal))
-            _close_within(transport, self.server.loop)
+            close_within(transport, self.server.loop)
             return
         self.admitted = True
         if self.tls is not None:
@@ -221,7 +218,7 @@ class Connection(asyncio.Protocol):
         config = self.server.config
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            _tune_socket(sock, config.socket_sndbuf)
+            tune_socket(sock, config.socket_sndbuf)
         transport.set_write_buffer_limits(high=config.sendq_bytes)
         self.front.start()
 
@@ -301,10 +298,10 @@ class Connection(asyncio.Protocol):
             return
         if abort or self.handshaking:  # mid-handshake there is nothing to flush
             self.outbox.clear()
-            _reset(transport)
+            reset(transport)
         else:
             self.flush()
-            _close_within(transport, self.server.loop, half_close=not self.eof)
+            close_within(transport, self.server.loop, half_close=not self.eof)
 
     def pause_reading(self) -> None:
         if self.transport is not None:
@@ -334,103 +331,3 @@ class Connection(asyncio.Protocol):
         self.write(self.server.foreign_protocol_reply(kind))  # after the greeting, in order
         self.front.closing(f"{kind} on the plain port", abort=False)
         self.close()
-
-
-def _reset(transport: asyncio.Transport) -> None:
-    """Drop the connection with a TCP reset: the kernel frees its buffer at once.
-
-    A plain abort still lets a stalled peer trickle out what sits in the kernel's
-    send buffer; a reader dropped for being too slow gets nothing more.
-    """
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def _close_within(
-    transport: asyncio.Transport,
-    loop: asyncio.AbstractEventLoop,
-    *,
-    half_close: bool = False,
-) -> None:
-    """Close after flushing, so that every client notices, and never wait forever.
-
-    A plain close() sends FIN once the buffer drains: telnet, socat and s_client
-    exit on it, but Debian's nc keeps waiting for its user to type, since only a
-    failed write tells it the connection is gone. So a connection whose peer is
-    still open is half-closed (FIN after the last line) and kept; a client that
-    has not closed its side FIN_GRACE seconds after acknowledging the FIN (so it
-    holds every byte) gets a TCP reset, on which nc exits with all of it shown.
-    A peer that never reads (zero window) is aborted after CLOSE_LINGER.
-    Without `half_close` (the client closed first, or was refused at admission,
-    where holding the socket would help a connection flood) it closes at once.
-    """
-    if not half_close or not _can_half_close(transport):
-        transport.close()
-        if transport.get_write_buffer_size():
-            loop.call_later(CLOSE_LINGER, transport.abort)
-        return
-    transport.write_eof()
-    loop.call_later(FIN_GRACE, _after_fin, transport, loop, loop.time() + CLOSE_LINGER)
-
-
-def _after_fin(
-    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, deadline: float
-) -> None:
-    """FIN_GRACE after a half-close: reset a client that kept its side open."""
-    if transport.is_closing():  # the client closed too: nothing left to do
-        return
-    if fin_acknowledged(transport) or loop.time() >= deadline:
-        drop_closing(transport)
-    else:
-        loop.call_later(FIN_GRACE, _after_fin, transport, loop, deadline)
-
-
-def _can_half_close(transport: asyncio.Transport) -> bool:
-    """Plain TCP on a kernel that reports TCP state (TLS cannot half-close)."""
-    return hasattr(socket, "TCP_INFO") and transport.can_write_eof()
-
-
-def fin_acknowledged(transport: asyncio.BaseTransport) -> bool:
-    """True when the peer has acknowledged our FIN, so it holds every byte we sent."""
-    sock = transport.get_extra_info("socket")
-    if sock is None or not hasattr(socket, "TCP_INFO"):
-        return False
-    try:
-        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
-    except OSError:
-        return False
-    return state in FIN_ACKED_STATES
-
-
-def drop_closing(transport: asyncio.Transport) -> None:
-    """End a closing connection now: a reset if the peer has it all, else a plain abort.
-
-    The reset is what makes nc exit; a peer still owed bytes keeps getting them
-    from the kernel after a plain abort, as it would after close().
-    """
-    if fin_acknowledged(transport):
-        _reset(transport)
-    else:
-        transport.abort()
-
-
-def _tune_socket(sock: socket.socket, sndbuf: int) -> None:
-    """Keepalive finds half-open peers; no Nagle, chat lines are small and urgent.
-
-    A bounded kernel send buffer keeps a stalled reader's backlog in our send
-    queue, where the cap sees it, instead of in up to megabytes of kernel memory.
-    """
-    try:
-        if sndbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 15)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
-    except OSError:
-        pass

@@ -23,10 +23,11 @@ import pytest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import gochat.metrics
-from gochat.checks import Report, check_database
+from gochat.checks import Report
 from gochat.config import Config, ConfigError
 from gochat.logs import setup_logging
 from gochat.stats import DurationHistogram
+from gochat.store_checks import check_database
 
 from .conftest import ROOT, ChatClient, free_port, pg_test_url, wait_until
 from .http_client import get, http, value

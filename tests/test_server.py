@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from gochat import transport as transport_module
+from gochat import sockets as sockets_module
 from gochat.commands import REGISTRY
 from gochat.profiles import PICTURES
 
@@ -433,7 +433,7 @@ def tcp_state(sock: socket.socket) -> int:
 async def test_a_client_that_closes_on_fin_is_not_reset(server, monkeypatch):
     """telnet, socat and s_client close when the server does: no reset for them."""
     dropped: list[object] = []
-    monkeypatch.setattr(transport_module, "drop_closing", dropped.append)
+    monkeypatch.setattr(sockets_module, "drop_closing", dropped.append)
     client = await ChatClient.connect(server.ports["plain"])
     await client.login("closer")
     await client.send("/quit")
