@@ -1,8 +1,14 @@
-"""What the core announces to its sinks: changes to state that outlives a connection.
+"""What the core emits, and to whom: the one stream every sink subscribes to.
 
-The core does not call the store's writer (or, later, a Redis link): it hands
-each change to every sink in `ChatCore.sinks`, so a sink can be added without
-an `if` in every rule. A sink's `take` must not block or await: it queues.
+The core neither writes to sockets nor calls the store's writer (nor, later,
+a Redis link): each thing that happens is handed, with its audience, to every
+sink in `ChatCore.sinks`. Local delivery renders events for the users of this
+process; the journal keeps messages and lobby changes; a link to other
+processes would forward both. A sink is added without an `if` in any rule.
+
+Audiences name people and lobbies by key, not by object, so a sink in another
+process could resolve them too; they are resolved when the sink takes the
+item, so "everyone in the lobby" means those in it at that moment.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from gochat.events import ChatMessage, DirectMessage
+from gochat.events import Event
 from gochat.lobbies import Lobby
 
 
@@ -35,11 +41,34 @@ class LobbyDeleted:
     name: str
 
 
-Change = ChatMessage | DirectMessage | LobbySaved | LobbyTouched | LobbyDeleted
-"""A line said in a lobby (chat, tag, ai), a DM, or a lobby's own change."""
+Change = LobbySaved | LobbyTouched | LobbyDeleted
+"""A lobby's own change: no one is told, but it outlives the process."""
+
+
+@dataclass(frozen=True, slots=True)
+class InLobby:
+    """Everyone in the lobby with this key."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToUsers:
+    """The users with these keys (case-folded names), wherever they are."""
+
+    keys: tuple[str, ...]
+
+
+Audience = InLobby | ToUsers | None
+"""Who is told; None: nobody (a record for the store, a lobby's change)."""
+
+Emitted = Event | Change
 
 
 class Sink(Protocol):
-    """A subscriber to the core's changes (the journal; later the Redis link)."""
+    """A subscriber to the core's stream (local delivery, the journal; later a Redis link).
 
-    def take(self, change: Change) -> None: ...
+    `take` must not block or await: it delivers without waiting or it queues.
+    """
+
+    def take(self, item: Emitted, audience: Audience) -> None: ...

@@ -1,8 +1,13 @@
 """The chat core: who is where, what was said, who hears it.
 
-It does no I/O and never awaits. The sessions drive it; it emits events
-through `fanout`, which writes without blocking. Slow work (bcrypt) happens
-in the command layer before the core is called.
+It does no I/O and never awaits, and it knows no front end. What happens is
+emitted, with its audience, to the sinks (gochat.changes): local delivery
+renders it for this process's users, the journal keeps what outlives them.
+Slow work (bcrypt) happens in the command layer before the core is called.
+
+A user may be in several lobbies at once (an IRC client joins many); one of
+them is current, where their plain lines go. The text and JSON front ends use
+`move`, which keeps exactly one.
 """
 
 from __future__ import annotations
@@ -10,10 +15,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
-from gochat.changes import Change, LobbyDeleted, LobbySaved, LobbyTouched, Sink
+from gochat.changes import (
+    Audience,
+    Emitted,
+    InLobby,
+    LobbyDeleted,
+    LobbySaved,
+    LobbyTouched,
+    Sink,
+    ToUsers,
+)
 from gochat.clients import Client, ClientManager
 from gochat.config import Config
+from gochat.delivery import LocalDelivery
 from gochat.errors import UsageError, UserError
 from gochat.events import (
     ChatMessage,
@@ -26,7 +42,7 @@ from gochat.events import (
     TagNotice,
     Welcome,
 )
-from gochat.fanout import deliver, send
+from gochat.fanout import send
 from gochat.lobbies import Lobby, LobbyManager
 from gochat.names import lobby_name, name_problem, user_name_problem
 from gochat.render import set_timezone
@@ -49,13 +65,40 @@ class ChatCore:
         self.clients = ClientManager()
         self.counters = Counters()
         self.lobbies = LobbyManager(now=clock(), history_size=max(config.replay_max, HISTORY_RING))
-        self.sinks: list[Sink] = []  # who keeps what changes: the journal, when there is a store
+        # Who hears what the core emits: this process's users first; the journal when
+        # there is a store (and later a link to other processes) are added by the server.
+        self.sinks: list[Sink] = [LocalDelivery(self.clients, self.lobbies, self.counters)]
         self.closing = False  # set at shutdown: everyone leaves, nobody is told about it
+        self._last_id = 0
 
-    def announce(self, change: Change) -> None:
-        """Hand `change` to every sink (each one queues; none blocks)."""
+    def emit(self, item: Emitted, audience: Audience = None) -> None:
+        """Hand `item` to every sink (each delivers or queues; none blocks)."""
         for sink in self.sinks:
-            sink.take(change)
+            sink.take(item, audience)
+
+    def message_id(self, timestamp: float) -> int:
+        """A new message's id: its time in microseconds, made unique and increasing.
+
+        Ids follow time, so those given after a restart continue those restored
+        from the store (`restore_ids`) without storing a counter.
+        """
+        self._last_id = max(self._last_id + 1, int(timestamp * 1_000_000))
+        return self._last_id
+
+    def restore_ids(self) -> None:
+        """Give the history read from the store its ids, oldest first, as they were given."""
+        every = sorted(
+            (
+                (m.timestamp, lobby, i)
+                for lobby in self.lobbies
+                for i, m in enumerate(lobby.history)
+            ),
+            key=lambda item: item[0],
+        )
+        for timestamp, lobby, i in every:
+            message = lobby.history[i]
+            if message.id is None:
+                lobby.history[i] = replace(message, id=self.message_id(timestamp))
 
     # -- one user -------------------------------------------------------------
 
@@ -84,36 +127,97 @@ class ChatCore:
         return True
 
     def logout(self, client: Client, reason: str) -> None:
-        """Forget `client`; tell their lobby. Safe to call twice."""
+        """Forget `client`; tell each of their lobbies. Safe to call twice."""
         if self.clients.get(client.name) is not client:
             return
         self.clients.remove(client)
-        lobby = client.lobby
-        if lobby is not None:
+        for lobby in self.lobbies_of(client):
             if self.closing:  # N users leaving would otherwise send N*N "left" notices
                 lobby.members.pop(client.key, None)
             else:
                 self._depart(client, lobby, Move.DISCONNECTED)
-        client.lobby = None
+        client.lobby_keys.clear()
+        client.current = None
         log.info("logout %s (%s)", client.name, reason)
 
     def set_picture(self, client: Client, picture: str) -> None:
         client.picture = picture
 
-    # -- lobbies ------------------------------------------------------------------
+    # -- where users are ------------------------------------------------------------
+
+    def current(self, client: Client) -> Lobby | None:
+        """The lobby `client`'s plain lines go to, if any."""
+        key = client.current
+        return None if key is None else self.lobbies.by_key(key)
+
+    def lobby_of(self, client: Client) -> Lobby:
+        """The lobby `client` speaks in, or a refusal."""
+        lobby = self.current(client)
+        if lobby is None:
+            raise UserError("You are not in a lobby.")
+        return lobby
+
+    def lobbies_of(self, client: Client) -> list[Lobby]:
+        """Every lobby `client` is in, in the order they came."""
+        found = (self.lobbies.by_key(key) for key in client.lobby_keys)
+        return [lobby for lobby in found if lobby is not None]
+
+    @staticmethod
+    def is_in(client: Client, lobby: Lobby) -> bool:
+        return lobby.members.get(client.key) is client
+
+    def join(self, client: Client, lobby: Lobby) -> None:
+        """Add `lobby` to `client`'s lobbies and make it current (several at once: IRC)."""
+        if self.is_in(client, lobby):
+            raise UserError(f"You are already in #{lobby.name}.")
+        self._arrive(client, lobby, Move.ARRIVED)
+
+    def part(self, client: Client, lobby: Lobby) -> None:
+        """Take `client` out of `lobby`; their current lobby becomes the last one left."""
+        if not self.is_in(client, lobby):
+            raise UserError(f"You are not in #{lobby.name}.")
+        self._depart(client, lobby, Move.DEPARTED)
 
     def move(self, client: Client, lobby: Lobby) -> None:
-        """Take `client` from their lobby to `lobby`, announcing it in both."""
-        old = client.lobby
-        if old is lobby:
+        """Take `client` from their current lobby to `lobby`, announcing it in both."""
+        if self.is_in(client, lobby):
             raise UserError(f"You are already in #{lobby.name}.")
+        old = self.current(client)
         if old is not None:
             self._depart(client, old, Move.DEPARTED, lobby.name)
         self.tell(client, f"You are now in #{lobby.name}: {lobby.description}")
         self._arrive(client, lobby, Move.ARRIVED, old.name if old else None)
 
+    def _arrive(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
+        now = self.clock()
+        self.emit(
+            Presence(client.name, client.picture, lobby.name, move, other), InLobby(lobby.key)
+        )
+        lobby.members[client.key] = client
+        lobby.last_active = now
+        client.lobby_keys.append(lobby.key)
+        client.current = lobby.key
+        self.emit(LobbyTouched(lobby))
+        recent = lobby.recent(now, self.config.replay_minutes * 60, self.config.replay_max)
+        if recent:
+            send(Replay(lobby.name, recent, now), client)
+
+    def _depart(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
+        lobby.members.pop(client.key, None)
+        lobby.last_active = self.clock()
+        if lobby.key in client.lobby_keys:
+            client.lobby_keys.remove(lobby.key)
+        if client.current == lobby.key:
+            client.current = client.lobby_keys[-1] if client.lobby_keys else None
+        self.emit(LobbyTouched(lobby))
+        self.emit(
+            Presence(client.name, client.picture, lobby.name, move, other), InLobby(lobby.key)
+        )
+
+    # -- lobbies ------------------------------------------------------------------
+
     def lobby_to_join(self, client: Client, wanted: str) -> Lobby:
-        """The lobby `wanted` names (a leading # is IRC habit), if `client` may move there."""
+        """The lobby `wanted` names (a leading # is IRC habit), if `client` may go there."""
         name = lobby_name(wanted)
         if not name:
             raise UsageError("name the lobby, e.g. /join general")
@@ -122,7 +226,7 @@ class ChatCore:
             raise UserError(
                 f"Lobby #{name} not found. Type /lobbies to see them.", code="not_found"
             )
-        if lobby is client.lobby:
+        if self.is_in(client, lobby):
             raise UserError(f"You are already in #{lobby.name}.")
         return lobby
 
@@ -175,7 +279,7 @@ class ChatCore:
             client.name,
             "private" if lobby.private else "public",
         )
-        self.announce(LobbySaved(lobby))
+        self.emit(LobbySaved(lobby))
         if lobby.private:
             created = (
                 f"Lobby #{lobby.name} created (private: /join {lobby.name} <password>). "
@@ -192,7 +296,7 @@ class ChatCore:
         removed = self.lobbies.remove_idle(self.clock(), self.config.lobby_idle_minutes * 60)
         for lobby in removed:
             log.info("lobby %s removed after inactivity", lobby.name)
-            self.announce(LobbyDeleted(lobby.name))
+            self.emit(LobbyDeleted(lobby.name))
         return removed
 
     def touch_occupied(self) -> None:
@@ -201,38 +305,20 @@ class ChatCore:
         for lobby in self.lobbies:
             if lobby.members:
                 lobby.last_active = now
-                self.announce(LobbyTouched(lobby))
+                self.emit(LobbyTouched(lobby))
 
     def lobby_changed(self, lobby: Lobby) -> None:
         """Store `lobby` as it is now (after a persona or other setting changed)."""
-        self.announce(LobbySaved(lobby))
+        self.emit(LobbySaved(lobby))
 
-    def record(self, lobby: Lobby, message: ChatMessage) -> None:
-        """Add `message` to `lobby`'s history and the store (delivery is the caller's)."""
+    def record(self, lobby: Lobby, message: ChatMessage) -> ChatMessage:
+        """Add `message` to `lobby`'s history and the store, with an id; the caller delivers
+        it in its own form (Rox's answer is an `AIAnswer`)."""
+        message = replace(message, id=self.message_id(message.timestamp))
         lobby.history.append(message)
         lobby.last_active = message.timestamp
-        self.announce(message)
-
-    def _arrive(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
-        now = self.clock()
-        deliver(
-            Presence(client.name, client.picture, lobby.name, move, other), lobby.members.values()
-        )
-        lobby.members[client.key] = client
-        lobby.last_active = now
-        client.lobby = lobby
-        self.announce(LobbyTouched(lobby))
-        recent = lobby.recent(now, self.config.replay_minutes * 60, self.config.replay_max)
-        if recent:
-            send(Replay(lobby.name, recent, now), client)
-
-    def _depart(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
-        lobby.members.pop(client.key, None)
-        lobby.last_active = self.clock()
-        self.announce(LobbyTouched(lobby))
-        deliver(
-            Presence(client.name, client.picture, lobby.name, move, other), lobby.members.values()
-        )
+        self.emit(message)
+        return message
 
     # -- messages -----------------------------------------------------------------
 
@@ -244,21 +330,26 @@ class ChatCore:
             )
 
     def say(self, client: Client, text: str) -> ChatMessage:
-        """Post `text` to the sender's lobby, sender included."""
+        """Post `text` to the sender's current lobby, sender included."""
         self.check_length(text)
         return self._post(client, self.lobby_of(client), text, None)
 
     def _post(self, client: Client, lobby: Lobby, text: str, tagged: str | None) -> ChatMessage:
         now = self.clock()
         message = ChatMessage(
-            lobby.name, client.name, client.picture, text, now, "tag" if tagged else "chat", tagged
+            lobby.name,
+            client.name,
+            client.picture,
+            text,
+            now,
+            "tag" if tagged else "chat",
+            tagged,
+            self.message_id(now),
         )
         lobby.history.append(message)
         lobby.last_active = now
-        self.announce(message)
-        counters = self.counters
-        counters.messages += 1
-        counters.deliveries += deliver(message, lobby.members.values())
+        self.counters.messages += 1
+        self.emit(message, InLobby(lobby.key))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("#%s <%s> %s", lobby.name, client.name, text)
         return message
@@ -270,8 +361,7 @@ class ChatCore:
         if target is client:
             raise UserError("You can't send a DM to yourself.")
         event = DirectMessage(client.name, client.picture, target.name, text, self.clock())
-        deliver(event, (client, target))
-        self.announce(event)
+        self.emit(event, ToUsers((client.key, target.key)))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("DM <%s> -> <%s> %s", client.name, target.name, text)
 
@@ -287,18 +377,11 @@ class ChatCore:
             raise UserError("You can't tag yourself.")
         lobby = self.lobby_of(client)
         self._post(client, lobby, f"@{target.name} {text}", target.name)
-        if target.lobby is not lobby:
-            send(TagNotice(client.name, lobby.name, text), target)
+        if not self.is_in(target, lobby):
+            self.emit(TagNotice(client.name, lobby.name, text), ToUsers((target.key,)))
 
     def _find(self, name: str) -> Client:
         target = self.clients.get(name)
         if target is None:
             raise UserError("User not found.", code="not_found")
         return target
-
-    @staticmethod
-    def lobby_of(client: Client) -> Lobby:
-        """The lobby `client` speaks in, or a refusal."""
-        if client.lobby is None:
-            raise UserError("You are not in a lobby.")
-        return client.lobby

@@ -11,7 +11,6 @@ from gochat.ratelimit import MessageLimiter
 
 if TYPE_CHECKING:
     from gochat.events import Event
-    from gochat.lobbies import Lobby
 
 
 class OutputMode(Protocol):
@@ -38,9 +37,10 @@ class Client:
 
     __slots__ = (
         "address",
+        "current",
         "key",
         "limiter",
-        "lobby",
+        "lobby_keys",
         "mode",
         "name",
         "picture",
@@ -63,7 +63,9 @@ class Client:
         self.picture = DEFAULT_PICTURE
         self.limiter = limiter
         self.address = address
-        self.lobby: Lobby | None = None
+        # Where the user is, by lobby key (the core's LobbyManager holds the lobbies):
+        self.lobby_keys: list[str] = []  # every lobby they are in, in the order they came
+        self.current: str | None = None  # where their plain lines go (text: their one lobby)
 
     def rename(self, name: str) -> None:
         """Set the name chosen at the prompt (only before the client is registered)."""
@@ -99,6 +101,10 @@ class ClientManager:
 
     def get(self, name: str) -> Client | None:
         return self._by_key.get(name_key(name))
+
+    def by_key(self, key: str) -> Client | None:
+        """The client whose case-folded name is `key` (no folding: the hot path)."""
+        return self._by_key.get(key)
 
     def __contains__(self, name: str) -> bool:
         return name_key(name) in self._by_key

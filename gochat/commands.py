@@ -109,7 +109,7 @@ def _lobbies(ctx: Context, args: Args) -> None:
         )
         for lobby in ctx.core.lobbies
     )
-    current = ctx.client.lobby
+    current = ctx.core.current(ctx.client)
     yours = current.name if current is not None else None
     send(LobbyList(lobbies, yours, ctx.server.assistant.enabled), ctx.client)
 
@@ -192,7 +192,7 @@ async def _join(ctx: Context, args: Args) -> None:
         guesses.succeeded(lobby.key, source)
         if ctx.core.lobbies.get(lobby.name) is not lobby:
             raise UserError(f"Lobby #{lobby.name} no longer exists.")
-        if lobby is ctx.client.lobby:
+        if ctx.core.is_in(ctx.client, lobby):
             return
     ctx.core.move(ctx.client, lobby)
 
@@ -275,8 +275,9 @@ def _ai(ctx: Context, args: Args) -> None:
 )
 def _setai(ctx: Context, args: Args) -> None:
     changed = ctx.server.assistant.set_persona(ctx.client, args.text("prompt"))
-    if changed and ctx.client.lobby is not None:
-        ctx.core.lobby_changed(ctx.client.lobby)  # the persona outlives a restart
+    lobby = ctx.core.current(ctx.client)
+    if changed and lobby is not None:
+        ctx.core.lobby_changed(lobby)  # the persona outlives a restart
 
 
 @command(

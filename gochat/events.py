@@ -23,7 +23,11 @@ class Level(Enum):
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """A line said in a lobby (kind "chat"), a tag ("tag") or an AI answer ("ai")."""
+    """A line said in a lobby (kind "chat"), a tag ("tag") or an AI answer ("ai").
+
+    `id` grows with every message on the server (the core gives it; see
+    `ChatCore.message_id`), so a client can tell what it has already seen.
+    """
 
     lobby: str
     sender: str
@@ -32,6 +36,7 @@ class ChatMessage:
     timestamp: float
     kind: str = "chat"
     tagged: str | None = None
+    id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,7 @@ class Move(Enum):
     CONNECTED = "connected"  # logged in (to the server's first lobby)
     DISCONNECTED = "disconnected"  # left the server
     ARRIVED = "arrived"  # came into this lobby (`other`: from where, if anywhere)
-    DEPARTED = "departed"  # left this lobby for `other`
+    DEPARTED = "departed"  # left this lobby (for `other`, if it was a move)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,7 @@ class AIAnswer:
     lobby: str
     asker: str
     lines: tuple[Line, ...]
+    id: int | None = None  # the id of the message it is kept as (ChatMessage kind "ai")
 
 
 Event = (

@@ -1,9 +1,10 @@
 """The journal: the chat core's non-blocking way to write to the store.
 
-The core calls `message`, `direct`, `lobby_saved`, `lobby_touched` and
-`lobby_deleted`; each only appends to an in-memory queue (a deque append, no
-I/O, no await). A writer task commits what has queued up in one transaction,
-at most every GOCHAT_FLUSH_MS, so after a crash at most that window is lost.
+The journal is one of the core's sinks (gochat.changes): of what the core
+emits it keeps lobby messages, DMs and lobby changes, and only appends them to
+an in-memory queue (a deque append, no I/O, no await). A writer task commits
+what has queued up in one transaction, at most every GOCHAT_FLUSH_MS, so
+after a crash at most that window is lost.
 
 If the store is slow or down, chat goes on: the queue grows up to
 GOCHAT_STORE_QUEUE_MAX (past it the oldest messages are dropped, lobby
@@ -25,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gochat.changes import Change, LobbyDeleted, LobbySaved, LobbyTouched
+from gochat.changes import Audience, Emitted, LobbyDeleted, LobbySaved, LobbyTouched
 from gochat.events import ChatMessage, DirectMessage
 from gochat.names import name_key
 from gochat.records import Pending, hydrate, lobby_record, to_op
@@ -79,13 +80,13 @@ class Journal:
 
     # -- the core's side: never blocks ----------------------------------------------
 
-    def take(self, change: Change) -> None:
-        """The core's announcement of a change (gochat.changes): queue what it means."""
-        match change:
+    def take(self, item: Emitted, audience: Audience) -> None:
+        """What the core emitted (gochat.changes): queue what outlives the process."""
+        match item:
             case ChatMessage():
-                self.message(change)
+                self.message(item)
             case DirectMessage():
-                self.direct(change)
+                self.direct(item)
             case LobbySaved(lobby=lobby):
                 self.lobby_saved(lobby)
             case LobbyTouched(lobby=lobby):
@@ -323,6 +324,7 @@ async def open_journal(
         if isinstance(exc, StoreError):
             raise
         raise StoreError(f"cannot read {store.description}: {_describe(exc)}") from None
+    core.restore_ids()
     log.info(
         "store: %s, %d lobbies and %d recent messages loaded",
         store.description,

@@ -106,6 +106,10 @@ class LobbyManager:
     def get(self, name: str) -> Lobby | None:
         return self._by_key.get(name_key(name))
 
+    def by_key(self, key: str) -> Lobby | None:
+        """The lobby whose case-folded name is `key` (no folding: the hot path)."""
+        return self._by_key.get(key)
+
     def __contains__(self, name: str) -> bool:
         return name_key(name) in self._by_key
 

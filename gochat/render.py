@@ -154,7 +154,7 @@ def presence_phrase(event: Presence) -> str:
     if event.move is Move.DISCONNECTED:
         return "left the chat"
     if event.move is Move.DEPARTED:
-        return f"went to #{event.other}"
+        return f"went to #{event.other}" if event.other else "left"
     return f"joined from #{event.other}" if event.other else "joined"
 
 

@@ -34,9 +34,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gochat.changes import InLobby, ToUsers
 from gochat.errors import UserError
 from gochat.events import AIAnswer, AIQuestion, AIThinking, ChatMessage, Level, Notice
-from gochat.fanout import deliver, send
+from gochat.fanout import send
 from gochat.markdown import WIDTH, plain_text, render_markdown
 from gochat.rox_failures import (
     ANSWER_BUG,
@@ -136,9 +137,7 @@ class Rox:
         """Handle `/ai <question>`: announce it and start the answer task; never waits."""
         if not self.enabled:
             raise UserError(NOT_AVAILABLE, code="unavailable")
-        lobby = client.lobby
-        if lobby is None:
-            raise UserError("You are not in a lobby.")
+        lobby = self.core.lobby_of(client)
         question = question.strip()
         if len(question) > MAX_QUESTION:
             raise UserError(
@@ -152,9 +151,8 @@ class Rox:
         conversation = self._conversation(lobby, now)
         conversation.last_question = now
         context = self._context_lines(lobby)
-        deliver(
-            AIQuestion(lobby.name, client.name, client.picture, question),
-            lobby.members.values(),
+        self.core.emit(
+            AIQuestion(lobby.name, client.name, client.picture, question), InLobby(lobby.key)
         )
         send(AIThinking(), client)
         self._pending.add(client)
@@ -195,7 +193,7 @@ class Rox:
             lobby.persona = prompt
             text = f"{client.name} gave Rox a new persona in #{lobby.name}: {shorten(prompt, 60)}"
         self._conversations.pop(lobby.key, None)
-        deliver(Notice(text, Level.INFO), lobby.members.values())
+        self.core.emit(Notice(text, Level.INFO), InLobby(lobby.key))
         log.info(
             "AI persona of #%s %s by %s",
             lobby.name,
@@ -315,20 +313,23 @@ class Rox:
             send(Notice(user_line, Level.ERROR), client)
             # The asker's own line says it better; the others get the short one.
             reason = FAILURE_REASONS.get(outcome, FAILURE_REASONS["error"])
-            others = [member for member in lobby.members.values() if member is not client]
-            deliver(Notice(LOBBY_FAILED.format(asker=asker, reason=reason), Level.WARN), others)
+            others = ToUsers(tuple(key for key in lobby.members if key != client.key))
+            self.core.emit(
+                Notice(LOBBY_FAILED.format(asker=asker, reason=reason), Level.WARN), others
+            )
             return
         lines = render_markdown(text)
         now = self.core.clock()
         conversation.turns.extend((("user", f"{asker} asks: {question}"), ("model", text)))
         head = shorten(f"@{asker} asked: {question}", WIDTH)
         body = f"{head}\n{plain_text(lines)}"
-        self.core.record(lobby, ChatMessage(lobby.name, NAME, PICTURE, body, now, "ai", asker))
+        answer = ChatMessage(lobby.name, NAME, PICTURE, body, now, "ai", asker)
+        recorded = self.core.record(lobby, answer)
         self.outcomes["ok"] += 1
         self.durations.observe(elapsed)
-        event = AIAnswer(lobby.name, asker, lines)
-        deliver(event, lobby.members.values())
-        if client.lobby is not lobby and self.core.clients.get(asker) is client:
+        event = AIAnswer(lobby.name, asker, lines, recorded.id)
+        self.core.emit(event, InLobby(lobby.key))
+        if not self.core.is_in(client, lobby) and self.core.clients.get(asker) is client:
             send(event, client)  # moved on meanwhile: the asker still gets the answer
         log.info(
             "AI answer for %s in #%s: %d chars in %.1f s", asker, lobby.name, len(text), elapsed

@@ -15,12 +15,22 @@ import importlib.util
 import os
 import socket
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from gochat.checks import Report
     from gochat.config import Config
+
+
+class Report(Protocol):
+    """Where findings go (gochat.checks.Report): a line of what was found, or a problem."""
+
+    def info(self, what: str, text: str) -> None: ...
+
+    def warn(self, text: str) -> None: ...
+
+    def error(self, text: str) -> None: ...
+
 
 DB_TIMEOUT = 5.0
 """Seconds the database may take to answer."""

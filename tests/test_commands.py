@@ -100,7 +100,7 @@ class Journal:
     def __init__(self) -> None:
         self.saved: list[str] = []
 
-    def take(self, change) -> None:
+    def take(self, change, audience=None) -> None:
         if isinstance(change, LobbySaved):
             self.saved.append(change.lobby.name)
 
@@ -393,7 +393,7 @@ async def test_create_public_lobby_moves_the_creator(alice, bob, core):
     lobby = core.lobbies.get("music")
     assert lobby is not None and not lobby.private
     assert (lobby.creator, lobby.description) == ("alice", "Jazz")
-    assert alice.client.lobby is lobby
+    assert core.current(alice.client) is lobby
     assert "Lobby #music created (public)." in alice.text
     assert "alice went to #music" in bob.text
 
@@ -423,7 +423,7 @@ async def test_create_refusals(alice, core, line, answer):
         await alice.run(line)
     assert str(refused.value) == answer
     assert core.lobbies.get("music") is None
-    assert alice.client.lobby is core.lobbies.general
+    assert core.current(alice.client) is core.lobbies.general
 
 
 async def test_create_limits_are_inclusive(alice, core):
@@ -455,7 +455,7 @@ async def test_join_public_lobby(alice, bob, core):
     await bob.run("/create music Jazz")
     alice.clear()
     await alice.run("/join #Music")
-    assert alice.client.lobby is core.lobbies.get("music")
+    assert core.current(alice.client) is core.lobbies.get("music")
     assert "You are now in #music: Jazz" in alice.text
 
 
@@ -485,9 +485,9 @@ async def test_join_private_lobby_needs_the_password(alice, bob, core):
         await alice.run("/join vault")
     with pytest.raises(UserError, match=r"^Wrong password for #vault\.$"):
         await alice.run("/join vault S3CRET")
-    assert alice.client.lobby is core.lobbies.general
+    assert core.current(alice.client) is core.lobbies.general
     await alice.run("/join vault s3cret")
-    assert alice.client.lobby is core.lobbies.get("vault")
+    assert core.current(alice.client) is core.lobbies.get("vault")
 
 
 async def test_wrong_passwords_are_limited_right_ones_are_not(alice, bob, core, server):
@@ -528,21 +528,21 @@ async def test_join_a_lobby_removed_during_the_check(alice, bob, core, clock, mo
     during_bcrypt(monkeypatch, remove_vault)
     with pytest.raises(UserError, match=r"^Lobby #vault no longer exists\.$"):
         await alice.run("/join vault s3cret")
-    assert alice.client.lobby is core.lobbies.general
+    assert core.current(alice.client) is core.lobbies.general
 
 
 async def test_join_by_a_user_who_left_during_the_check_does_nothing(alice, bob, core, monkeypatch):
     await bob.run("/create vault s3cret d")
     during_bcrypt(monkeypatch, lambda: setattr(alice, "active", False))
     await alice.run("/join vault s3cret")
-    assert alice.client.lobby is core.lobbies.general
+    assert core.current(alice.client) is core.lobbies.general
 
 
 async def test_join_twice_at_once_moves_once(alice, bob, core):
     """Two /join lines for one private lobby: the second finds the user there already."""
     await bob.run("/create vault s3cret d")
     await asyncio.gather(alice.run("/join vault s3cret"), alice.run("/join vault s3cret"))
-    assert alice.client.lobby is core.lobbies.get("vault")
+    assert core.current(alice.client) is core.lobbies.get("vault")
     assert bob.text.count("alice joined from #general") == 1
 
 

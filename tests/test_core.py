@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from gochat.changes import LobbyDeleted, LobbySaved, LobbyTouched
+from gochat.changes import InLobby, LobbyDeleted, LobbySaved, LobbyTouched, ToUsers
 from gochat.chat import ChatCore
 from gochat.clients import Client
 from gochat.errors import UserError
@@ -56,7 +58,7 @@ def test_login_lands_in_general_and_is_announced(core):
     """A new user is welcomed in general and the others there are told."""
     alice, alice_in = join(core, "alice")
     bob, _ = join(core, "bob")
-    assert alice.lobby is bob.lobby is core.lobbies.general
+    assert core.current(alice) is core.current(bob) is core.lobbies.general
     assert "Welcome, alice!" in alice_in.text
     assert "bob joined the chat" in alice_in.text
 
@@ -153,7 +155,7 @@ def test_move_announced_in_both_lobbies(core):
     core.move(alice, core.lobbies.get("games"))
     assert "alice went to #games" in bob_in.text
     assert "alice joined from #general" in carol_in.text
-    assert alice.lobby is core.lobbies.get("GAMES")
+    assert core.current(alice) is core.lobbies.get("GAMES")
 
 
 def test_idle_empty_lobbies_are_removed_but_general_stays(core, clock):
@@ -302,7 +304,7 @@ class RecordingJournal:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def take(self, change) -> None:
+    def take(self, change, audience=None) -> None:
         if isinstance(change, ChatMessage):
             self.calls.append(("message", change))
         elif isinstance(change, DirectMessage):
@@ -366,7 +368,7 @@ def test_a_user_without_a_lobby_just_joins(core):
     )
     core.move(drifter, core.lobbies.general)
     assert "drifter joined\r\n" in bob_in.text
-    assert drifter.lobby is core.lobbies.general
+    assert core.current(drifter) is core.lobbies.general
 
 
 def test_the_store_is_told_of_every_change(core, clock):
@@ -404,10 +406,11 @@ def test_record_keeps_a_message_in_history_and_the_store(core, clock):
     core.sinks.append(journal)
     lobby = core.lobbies.general
     message = ChatMessage("general", "Rox", "🤖", "an answer", clock.now + 30, "ai", "alice")
-    core.record(lobby, message)
-    assert lobby.history[-1] is message
+    recorded = core.record(lobby, message)
+    assert recorded == dataclasses.replace(message, id=recorded.id) and recorded.id is not None
+    assert lobby.history[-1] is recorded
     assert lobby.last_active == clock.now + 30
-    assert journal.kinds("message") == [message]
+    assert journal.kinds("message") == [recorded]
 
 
 def test_a_tag_is_stored_as_a_tag(core):
@@ -590,7 +593,7 @@ def test_at_shutdown_users_leave_silently(core):
     core.closing = True
     core.logout(alice, "shutdown")
     assert "alice" not in core.lobbies.general.members
-    assert alice.lobby is None
+    assert core.current(alice) is None and alice.lobby_keys == []
     assert bob_in.text == ""
 
 
@@ -655,3 +658,92 @@ def test_shutdown_marks_occupied_lobbies_as_just_used(core, clock):
     assert music.last_active == core.lobbies.general.last_active == clock.now
     assert empty.last_active == before
     assert sorted(journal.kinds("touched")) == [("general", clock.now), ("music", clock.now)]
+
+
+# --- several lobbies at once, ids, and the sinks ---------------------------------------
+
+
+def test_a_user_can_be_in_several_lobbies(core):
+    """join adds a lobby (it becomes current), part leaves one; each lobby hears only
+    its own news, and a logout is announced in every lobby the user was in."""
+    alice, _ = join(core, "alice")
+    bob, bob_in = join(core, "bob")
+    dev = core.create_lobby(bob, "dev", "d", None)  # bob moves to dev
+    _carol, carol_in = join(core, "carol")  # stays in general
+    carol_in.clear()
+    core.join(alice, dev)
+    assert core.lobbies_of(alice) == [core.lobbies.general, dev]
+    assert core.current(alice) is dev
+    assert "alice joined\r\n" in bob_in.text and carol_in.text == ""
+    with pytest.raises(UserError, match="already in #dev"):
+        core.join(alice, dev)
+    bob_in.clear()
+    core.say(alice, "to dev")
+    assert "to dev" in bob_in.text and "to dev" not in carol_in.text
+    core.part(alice, dev)
+    assert core.current(alice) is core.lobbies.general and "alice" not in dev.members
+    assert "alice left\r\n" in bob_in.text and carol_in.text == ""
+    with pytest.raises(UserError, match="not in #dev"):
+        core.part(alice, dev)
+    core.join(alice, dev)
+    bob_in.clear()
+    carol_in.clear()
+    core.logout(alice, "quit")
+    assert "alice left the chat" in bob_in.text and "alice left the chat" in carol_in.text
+    assert not core.lobbies.general.members.get("alice") and not dev.members.get("alice")
+
+
+def test_move_keeps_one_lobby(core):
+    """The text and JSON front ends' /join: leave the current lobby, enter the new one."""
+    alice, _ = join(core, "alice")
+    bob, _ = join(core, "bob")
+    dev = core.create_lobby(bob, "dev", "d", None)
+    core.move(alice, dev)
+    assert core.lobbies_of(alice) == [dev]
+
+
+def test_message_ids_grow_and_follow_time(core, clock):
+    """Ids increase with every message, even two in the same microsecond, and follow the
+    clock, so those given after a restart continue the restored ones."""
+    alice, _ = join(core, "alice")
+    first = core.say(alice, "one")
+    second = core.say(alice, "two")  # the fake clock has not moved
+    assert first.id == int(clock.now * 1_000_000) and second.id == first.id + 1
+    clock.now += 1
+    assert core.say(alice, "three").id == int(clock.now * 1_000_000)
+
+
+def test_restored_history_gets_ids_in_time_order(clock):
+    """History read from the store has no ids; restore_ids gives them oldest first,
+    across lobbies, and later messages get larger ones."""
+    core = ChatCore(test_config(), clock)
+    old = [ChatMessage("general", "al", "🙂", f"m{i}", clock.now - 10 + i) for i in range(3)]
+    core.lobbies.general.history.extend(old)
+    core.restore_ids()
+    ids = [m.id for m in core.lobbies.general.history]
+    assert ids == sorted(ids) and len(set(ids)) == 3 and ids[0] == int(old[0].timestamp * 1e6)
+    alice, _ = join(core, "alice")
+    assert core.say(alice, "new").id > ids[-1]
+
+
+def test_every_sink_hears_the_same_stream_with_audiences(core):
+    """Local delivery is a sink like any other: a recording sink sees each event with
+    whom it is for (a lobby, users by key), and lobby changes for nobody."""
+    seen = []
+
+    class Recorder:
+        def take(self, item, audience):
+            seen.append((type(item).__name__, audience))
+
+    core.sinks.append(Recorder())
+    alice, _ = join(core, "alice")
+    _bob, bob_in = join(core, "bob")
+    seen.clear()
+    core.direct(alice, "bob", "psst")
+    core.say(alice, "hi")
+    assert [name for name, _ in seen] == ["DirectMessage", "ChatMessage"]
+    assert seen[0][1] == ToUsers(("alice", "bob")) and seen[1][1] == InLobby("general")
+    assert "psst" in bob_in.text
+    seen.clear()
+    core.create_lobby(alice, "dev", "d", None)
+    assert ("LobbySaved", None) in seen

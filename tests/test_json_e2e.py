@@ -92,6 +92,7 @@ async def test_a_bot_and_an_nc_user_talk(server):
         arrived = await bot.until(type="presence", name="ncuser")
         assert arrived["move"] == "connected"
         await bot.send({"cmd": "say", "text": "hello from a bot \u001b[2J", "id": 7})
+        own = await bot.until(type="message", lobby="general")
         await bot.until(type="ok", re=7)
         text = await asyncio.wait_for(nc.stdout.readuntil(b"hello from a bot"), TIMEOUT)
         assert b"beep [" in text
@@ -101,6 +102,10 @@ async def test_a_bot_and_an_nc_user_talk(server):
         message = await bot.until(type="message", text="hi bot")
         assert (message["from"], message["lobby"]) == ("ncuser", "general")
         assert isinstance(message["ts"], float)
+        assert isinstance(message["id"], int) and message["id"] > own["id"] > 0
+        await bot.send({"cmd": "history", "id": 8})
+        history = await bot.until(type="history")
+        assert [m["id"] for m in history["messages"]] == [own["id"], message["id"]]
     finally:
         nc.kill()
         await nc.wait()

@@ -346,7 +346,7 @@ def _shapes(shapes: dict[type, str]) -> dict[type, tuple[str | None, tuple[tuple
 
 _SHAPES = _shapes(
     {
-        ChatMessage: "message: lobby from=sender picture text ts=timestamp kind tagged",
+        ChatMessage: "message: id lobby from=sender picture text ts=timestamp kind tagged",
         DirectMessage: "dm: from=sender to=recipient picture text ts=timestamp",
         TagNotice: "tagged: from=sender lobby text",
         Presence: "presence: name picture lobby move other",
@@ -361,7 +361,7 @@ _SHAPES = _shapes(
         Replay: "history: lobby messages=entries now",
         AIThinking: "ai_thinking:",
         AIQuestion: "ai_question: lobby asker picture question",
-        AIAnswer: "ai_answer: lobby asker",
+        AIAnswer: "ai_answer: id lobby asker",
         Span: "text style",
     }
 )
