@@ -1,8 +1,9 @@
-"""What every line-based front end shares: the pump that keeps a user's lines in
-order, the state table, the budgets, running commands from the table, and closing.
+"""What every line-based front end shares: the state table, the budgets, running
+commands from the table, and closing.
 
 A dialect (text, JSON) subclasses `LineFrontEnd` and says how a line is parsed
-and how answers look; the rules (what spends the budget, when a flooder is cut
+and how answers look (the hooks of `dialect.Dialect`); its lines come in order
+and in turn from a `pump.LinePump`. The rules (what spends the budget, when a flooder is cut
 off, that a refused command costs nothing, that later lines wait while a
 command runs) are here, once. Sans-IO: all output goes through `self.link`.
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,8 +27,9 @@ from gochat.clients import Client, OutputMode
 from gochat.command_table import Args, Command, Cost, Phase, Services
 from gochat.commands import REGISTRY, check_allowed
 from gochat.errors import UserError
+from gochat.frontends.dialect import Dialect
+from gochat.frontends.pump import LinePump
 from gochat.ratelimit import MessageLimiter, Verdict
-from gochat.wire import LineReader, LineTooLong
 
 if TYPE_CHECKING:
     from gochat.chat import ChatCore
@@ -40,8 +40,6 @@ log = logging.getLogger("gochat.frontend")
 
 SAY = REGISTRY["say"]
 LOOKUPS_PER_MESSAGE = 4  # /users, /lobbies, /history allowed per message of the rate limit
-LINES_PER_TURN = 32  # lines handled per connection before other connections get a turn
-FEED_BYTES = 2048  # a big read is split into lines this many bytes at a time, in turn
 
 
 class State(Enum):
@@ -79,7 +77,7 @@ class IllegalTransition(RuntimeError):
     """A bug: the front end tried to move between states that do not connect."""
 
 
-class LineFrontEnd(ABC):
+class LineFrontEnd(Dialect):
     """One user's connection, for a dialect that speaks in lines."""
 
     __slots__ = (
@@ -88,8 +86,7 @@ class LineFrontEnd(ABC):
         "last_activity",
         "link",
         "lookups",
-        "pending",
-        "reader",
+        "pump",
         "server",
         "state",
         "task",
@@ -101,10 +98,9 @@ class LineFrontEnd(ABC):
         self.core = server.core
         self.link = link
         self.state = State.NAME
-        self.reader = LineReader(config.max_line_bytes)
+        self.pump = LinePump(self, link, config.max_line_bytes, server.loop.call_soon)
         self.last_activity = 0.0
         self.task: asyncio.Task[None] | None = None
-        self.pending: deque[Item] | None = None
         self.lookups: MessageLimiter | None = None  # made on the first /users, /lobbies...
         self.client = Client(
             "",
@@ -115,58 +111,9 @@ class LineFrontEnd(ABC):
             mode=mode,
         )
 
-    # -- what the dialect says ---------------------------------------------------------
-
-    @property
-    @abstractmethod
-    def dialect(self) -> str:
-        """The front end's name in the command table ("text", "json")."""
-
-    @abstractmethod
-    def greet(self) -> None:
-        """The first thing a new connection is told (a banner and prompt; a hello)."""
-
-    @abstractmethod
-    def handle_line(self, line: bytes) -> None:
-        """One complete line, in order; NAME or CHAT state."""
-
-    @abstractmethod
-    def line_too_long(self, limit: int) -> None:
-        """A line past the cap was discarded."""
-
-    @abstractmethod
-    def rate_limited(self, wait: int) -> None:
-        """A line was refused by a budget; say how long to wait."""
-
-    @abstractmethod
-    def refused(self, error: UserError) -> None:
-        """Something the user asked for was refused; `error` says why."""
-
-    @abstractmethod
-    def command_refused(self, command: Command, error: UserError) -> None:
-        """The command was refused (a usage error is a `UsageError`)."""
-
-    @abstractmethod
-    def command_failed(self, command: Command) -> None:
-        """Our bug broke the command (it is logged): say so, without detail."""
-
     def output(self) -> Callable[[bytes], None]:
         """Where this user's bytes go: the connection's write (JSON numbers each line)."""
         return self.link.write
-
-    def out_of_phase(self, command: Command) -> None:
-        """`command` cannot be sent now (before logging in, or after)."""
-        self.refused(UserError(f"/{command.name} can't be used now."))
-
-    def refused_quietly(self, wait: int) -> None:  # noqa: B027 (optional hook)
-        """A budget refused another line within a second of the last answer (text: silence)."""
-
-    def command_done(self, command: Command) -> None:  # noqa: B027 (optional hook)
-        """The command ran (a dialect that acknowledges commands says so here)."""
-
-    @abstractmethod
-    def farewell(self, text: str) -> None:
-        """The last thing said before closing."""
 
     # -- what handlers may use (commands.Context) ------------------------------
 
@@ -201,20 +148,20 @@ class LineFrontEnd(ABC):
         if self.state is State.CLOSED:
             return
         self.last_activity = self.server.loop.time()
-        if self.pending is None and len(data) <= FEED_BYTES:
-            self._process(self.reader.feed(data))
-            return
-        # Raw bytes are compact; lines are not (a 256 KiB read of one-byte lines would be
-        # megabytes of objects), so big or held input is split only when its turn comes.
-        chunks = [_Unframed(data[i : i + FEED_BYTES]) for i in range(0, len(data), FEED_BYTES)]
-        if self.pending is not None:
-            self.pending.extend(chunks)
-            return
-        self._process(deque(chunks))
+        self.pump.receive(data)
 
     def end_of_input(self) -> None:
-        if self.task is None and self.pending is None and self.state is not State.CLOSED:
-            self._close("client closed the connection")
+        if self.task is None and self.pump.idle and self.state is not State.CLOSED:
+            self.input_ended()
+
+    # -- the pump's side (pump.LineHandler) ----------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def input_ended(self) -> None:
+        self._close("client closed the connection")
 
     def timer_expired(self) -> None:
         """Name timeout in NAME; idle timeout in CHAT, re-armed lazily after activity."""
@@ -255,50 +202,6 @@ class LineFrontEnd(ABC):
         self.core.log_in(self.client, name)
         self._enter(State.CHAT)
         self.link.set_timer(self.last_activity + self.server.config.idle_timeout)
-
-    # -- lines in, in order ---------------------------------------------------------
-
-    def _process(self, items: list[bytes | LineTooLong] | deque[Item]) -> None:
-        """Handle lines in order; hold the rest while a command runs or the turn is used up."""
-        queue: deque[Item] = items if isinstance(items, deque) else deque(items)
-        budget = LINES_PER_TURN
-        while queue:
-            if self.state is State.CLOSED:
-                return
-            if budget == 0:
-                self._hold(queue)
-                self.server.loop.call_soon(self._resume)
-                return
-            item = queue.popleft()
-            if isinstance(item, _Unframed):
-                queue.extendleft(reversed(self.reader.feed(item.data)))
-                continue
-            budget -= 1
-            if isinstance(item, LineTooLong):
-                self.line_too_long(item.limit)
-                continue
-            self.handle_line(item)
-            if self.task is not None and self.active:  # (the line may have closed us)
-                self._hold(queue)
-                return
-
-    def _hold(self, queue: deque[Item]) -> None:
-        """Keep unhandled lines; stop reading until they are done (order kept, memory bounded)."""
-        self.pending = queue
-        self.link.pause_reading()
-
-    def _resume(self) -> None:
-        """Handle held lines; read again once none are left and no command is running."""
-        if self.state is State.CLOSED or self.task is not None:
-            return
-        pending, self.pending = self.pending, None
-        if pending:
-            self._process(pending)
-        if self.pending is None and self.task is None and self.active:
-            if self.link.eof:
-                self._close("client closed the connection")
-            else:
-                self.link.resume_reading()
 
     # -- commands from the table ------------------------------------------------------
 
@@ -380,7 +283,7 @@ class LineFrontEnd(ABC):
                 self._report(command, error, charged)
             elif self.active:
                 self.command_done(command)
-        self._resume()
+        self.pump.resume()
 
     def _report(self, command: Command, exc: BaseException, charged: MessageLimiter | None) -> None:
         if isinstance(exc, UserError):
@@ -422,15 +325,3 @@ class LineFrontEnd(ABC):
 
 def _write_nothing(data: bytes) -> None:
     """Output before the connection has started goes nowhere."""
-
-
-class _Unframed:
-    """Input bytes not split into lines yet (see FEED_BYTES)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-Item = bytes | LineTooLong | _Unframed
