@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from gochat.changes import (
     Audience,
@@ -25,27 +24,24 @@ from gochat.changes import (
     LobbySaved,
     LobbyTouched,
     Sink,
-    ToUsers,
 )
 from gochat.clients import Client, ClientManager
 from gochat.config import Config
 from gochat.delivery import LocalDelivery
 from gochat.errors import UsageError, UserError
 from gochat.events import (
-    ChatMessage,
-    DirectMessage,
     Level,
     Move,
     Notice,
     Presence,
     Replay,
-    TagNotice,
     Welcome,
 )
 from gochat.fanout import send
 from gochat.lobbies import Lobby, LobbyManager
 from gochat.names import lobby_name, name_problem, user_name_problem
 from gochat.render import set_timezone
+from gochat.speech import Speech
 from gochat.stats import Counters
 
 log = logging.getLogger("gochat.chat")
@@ -55,8 +51,8 @@ MAX_DESCRIPTION = 200
 MAX_LOBBIES = 500  # lobbies at once: each costs memory (and a row in the store) until pruned
 
 
-class ChatCore:
-    """All chat state. Owned by the event loop; no locks."""
+class ChatCore(Speech):
+    """All chat state. Owned by the event loop; no locks. (What is said: `Speech`.)"""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -75,30 +71,6 @@ class ChatCore:
         """Hand `item` to every sink (each delivers or queues; none blocks)."""
         for sink in self.sinks:
             sink.take(item, audience)
-
-    def message_id(self, timestamp: float) -> int:
-        """A new message's id: its time in microseconds, made unique and increasing.
-
-        Ids follow time, so those given after a restart continue those restored
-        from the store (`restore_ids`) without storing a counter.
-        """
-        self._last_id = max(self._last_id + 1, int(timestamp * 1_000_000))
-        return self._last_id
-
-    def restore_ids(self) -> None:
-        """Give the history read from the store its ids, oldest first, as they were given."""
-        every = sorted(
-            (
-                (m.timestamp, lobby, i)
-                for lobby in self.lobbies
-                for i, m in enumerate(lobby.history)
-            ),
-            key=lambda item: item[0],
-        )
-        for timestamp, lobby, i in every:
-            message = lobby.history[i]
-            if message.id is None:
-                lobby.history[i] = replace(message, id=self.message_id(timestamp))
 
     # -- one user -------------------------------------------------------------
 
@@ -310,78 +282,3 @@ class ChatCore:
     def lobby_changed(self, lobby: Lobby) -> None:
         """Store `lobby` as it is now (after a persona or other setting changed)."""
         self.emit(LobbySaved(lobby))
-
-    def record(self, lobby: Lobby, message: ChatMessage) -> ChatMessage:
-        """Add `message` to `lobby`'s history and the store, with an id; the caller delivers
-        it in its own form (Rox's answer is an `AIAnswer`)."""
-        message = replace(message, id=self.message_id(message.timestamp))
-        lobby.history.append(message)
-        lobby.last_active = message.timestamp
-        self.emit(message)
-        return message
-
-    # -- messages -----------------------------------------------------------------
-
-    def check_length(self, text: str) -> None:
-        limit = self.config.max_message
-        if len(text) > limit:
-            raise UserError(
-                f"Message too long ({len(text)} characters; the limit is {limit}).", code="too_long"
-            )
-
-    def say(self, client: Client, text: str) -> ChatMessage:
-        """Post `text` to the sender's current lobby, sender included."""
-        self.check_length(text)
-        return self._post(client, self.lobby_of(client), text, None)
-
-    def _post(self, client: Client, lobby: Lobby, text: str, tagged: str | None) -> ChatMessage:
-        now = self.clock()
-        message = ChatMessage(
-            lobby.name,
-            client.name,
-            client.picture,
-            text,
-            now,
-            "tag" if tagged else "chat",
-            tagged,
-            self.message_id(now),
-        )
-        lobby.history.append(message)
-        lobby.last_active = now
-        self.counters.messages += 1
-        self.emit(message, InLobby(lobby.key))
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("#%s <%s> %s", lobby.name, client.name, text)
-        return message
-
-    def direct(self, client: Client, target_name: str, text: str) -> None:
-        """A private message, shown to both sides."""
-        self.check_length(text)
-        target = self._find(target_name)
-        if target is client:
-            raise UserError("You can't send a DM to yourself.")
-        event = DirectMessage(client.name, client.picture, target.name, text, self.clock())
-        self.emit(event, ToUsers((client.key, target.key)))
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("DM <%s> -> <%s> %s", client.name, target.name, text)
-
-    def tag(self, client: Client, target_name: str, text: str) -> None:
-        """A lobby message with @target highlighted; a target elsewhere gets a heads-up.
-
-        A target in the lobby sees the highlighted line itself: a second, bell line
-        would only repeat it. The length limit is the user's text, not the prefix.
-        """
-        self.check_length(text)
-        target = self._find(target_name)
-        if target is client:
-            raise UserError("You can't tag yourself.")
-        lobby = self.lobby_of(client)
-        self._post(client, lobby, f"@{target.name} {text}", target.name)
-        if not self.is_in(target, lobby):
-            self.emit(TagNotice(client.name, lobby.name, text), ToUsers((target.key,)))
-
-    def _find(self, name: str) -> Client:
-        target = self.clients.get(name)
-        if target is None:
-            raise UserError("User not found.", code="not_found")
-        return target
