@@ -48,3 +48,23 @@ def test_test_script_installs_the_clients_and_passes_arguments_to_pytest():
         assert package in script
     assert "pip install -q -e '.[test]'" in script
     assert re.search(r'^exec \.venv/bin/python -m pytest -q "\$@"$', script, re.M)
+
+
+def test_the_design_picture_names_modules_that_exist():
+    """README's Design diagram and docs/design.md's table name real modules: a rename
+    that leaves them behind fails here."""
+    readme = re.search(r"^## Design\n(.*?)^## ", _read("README.md"), re.S | re.M)
+    assert readme, "README has no '## Design' section"
+    named = set(re.findall(r"[\w/]+\.py", readme.group(1) + _read("docs", "design.md")))
+    assert len(named) > 10
+    modules = {
+        os.path.relpath(os.path.join(folder, file), ROOT)
+        for folder, _, files in os.walk(os.path.join(ROOT, "gochat"))
+        for file in files
+        if file.endswith(".py")
+    }
+    for name in named:
+        found = os.path.exists(os.path.join(ROOT, name)) or [
+            m for m in modules if m.endswith("/" + name)
+        ]
+        assert found, f"{name} is named in the design docs but does not exist"
