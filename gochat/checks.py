@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from gochat import __version__
 from gochat.config import Config
 from gochat.envparse import format_host_port, parse_host_port
+from gochat.errors import StartupError
 from gochat.logs import journal_stream
 from gochat.store_checks import check_store
 from gochat.tls import TlsError, load_context, off_reason
@@ -102,7 +103,7 @@ def _listeners(config: Config, report: Report, tls: ssl.SSLContext | None) -> No
         report.warn(
             "ports below 1024 need CAP_NET_BIND_SERVICE (the contrib systemd unit grants none)"
         )
-    from gochat.server import ChatServer, StartupError  # the daemon's own binding code
+    from gochat.server import ChatServer  # the daemon's own binding code
 
     try:
         asyncio.run(ChatServer(config).check_bind(tls))

@@ -20,8 +20,9 @@ from dotenv import load_dotenv
 from gochat import __version__
 from gochat.checks import check_config
 from gochat.config import Config, ConfigError, settings
+from gochat.errors import StartupError
 from gochat.logs import setup_logging
-from gochat.server import ChatServer, StartupError
+from gochat.server import ChatServer
 
 log = logging.getLogger("gochat")
 

@@ -26,7 +26,7 @@ from gochat.envparse import (
 )
 
 # ConfigError is what Config.from_env raises, so callers catch it from here;
-# gochat/server.py imports the host:port helpers from here.
+# gochat/listeners.py imports the host:port helpers from here.
 __all__ = ["Config", "ConfigError", "format_host_port", "parse_host_port", "settings"]
 
 

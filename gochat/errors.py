@@ -2,7 +2,8 @@
 
 A `UserError` is the user's doing and becomes one line to that user; anything
 else raised while handling a line is our bug: it is logged with a traceback
-and the user gets a generic line, never the exception's text.
+and the user gets a generic line, never the exception's text. A
+`StartupError` is the operator's to fix: the daemon cannot start as configured.
 """
 
 from __future__ import annotations
@@ -26,3 +27,7 @@ class UsageError(UserError):
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail, code="bad_argument")
         self.detail = detail
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start as configured; the message says why and what to fix."""

@@ -10,7 +10,8 @@ httpx error, not `APIError`), and runs with the SDK's retries off.
 Every lobby has its own conversation (the last `ai_history_turns` turns,
 forgotten after `ai_history_minutes` without questions) and its own persona,
 the system instruction. The request carries the lobby's last
-`ai_context_lines` chat lines so Rox knows what is being talked about.
+`ai_context_lines` chat lines so Rox knows what is being talked about; that
+memory is `gochat.rox_conversations`.
 
 Whatever goes wrong (timeout, 429, 5xx, a refused key, a retired model, an
 unreadable reply, an empty answer) becomes one line to the asker, one short
@@ -29,9 +30,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gochat.changes import InLobby, ToUsers
@@ -39,6 +39,7 @@ from gochat.errors import UserError
 from gochat.events import AIAnswer, AIQuestion, AIThinking, ChatMessage, Level, Notice
 from gochat.fanout import send
 from gochat.markdown import WIDTH, plain_text, render_markdown
+from gochat.rox_conversations import Conversations, context_lines, user_turn
 from gochat.rox_failures import (
     ANSWER_BUG,
     FAILURE_REASONS,
@@ -84,15 +85,6 @@ STILL_ANSWERING = "Rox is still answering your last question."
 QUEUE_FULL = "Rox has too many questions waiting right now. Try again in a minute."
 
 
-@dataclass
-class Conversation:
-    """One lobby's exchanges with Rox, oldest first, as (role, text) turns."""
-
-    lobby: Lobby
-    turns: deque[tuple[str, str]]
-    last_question: float = 0.0
-
-
 class Rox:
     """The assistant service: one Gemini client, a concurrency cap, a conversation per lobby."""
 
@@ -110,7 +102,7 @@ class Rox:
         self._slots = asyncio.Semaphore(config.ai_concurrency)
         self._pending: set[Client] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._conversations: dict[str, Conversation] = {}
+        self._conversations = Conversations(config, core)
         self.outcomes: Counter[str] = Counter()  # finished questions by OUTCOMES value
         self.durations = DurationHistogram(AI_BUCKETS)  # seconds at the model, any outcome
 
@@ -148,9 +140,9 @@ class Rox:
         if len(self._tasks) >= self.config.ai_concurrency + self.config.ai_queue:
             raise UserError(QUEUE_FULL)
         now = self.core.clock()
-        conversation = self._conversation(lobby, now)
+        conversation = self._conversations.current(lobby, now)
         conversation.last_question = now
-        context = self._context_lines(lobby)
+        context = context_lines(lobby, self.config.ai_context_lines)
         self.core.emit(
             AIQuestion(lobby.name, client.name, client.picture, question), InLobby(lobby.key)
         )
@@ -192,7 +184,7 @@ class Rox:
                 )
             lobby.persona = prompt
             text = f"{client.name} gave Rox a new persona in #{lobby.name}: {shorten(prompt, 60)}"
-        self._conversations.pop(lobby.key, None)
+        self._conversations.forget(lobby)
         self.core.emit(Notice(text, Level.INFO), InLobby(lobby.key))
         log.info(
             "AI persona of #%s %s by %s",
@@ -208,45 +200,6 @@ class Rox:
         """The lobby's persona (or Rox's default) plus where Rox is and how it is read."""
         persona = lobby.persona or DEFAULT_PERSONA
         return f"{persona}\n\n{SETTING.format(lobby=lobby.name)}"
-
-    def _context_lines(self, lobby: Lobby) -> list[str]:
-        """The lobby's last chat lines (Rox's own answers are in the conversation already)."""
-        wanted = self.config.ai_context_lines
-        if wanted <= 0:
-            return []
-        picked: list[str] = []
-        for message in reversed(lobby.history):
-            if message.kind == "ai":
-                continue
-            picked.append(f"{message.sender}: {message.text}")
-            if len(picked) >= wanted:
-                break
-        picked.reverse()
-        return picked
-
-    def _conversation(self, lobby: Lobby, now: float) -> Conversation:
-        """This lobby's conversation; a fresh one after the idle time or for a new lobby."""
-        idle = self.config.ai_history_minutes * 60
-        for key, stale in list(self._conversations.items()):
-            if (
-                now - stale.last_question > idle
-                or self.core.lobbies.get(stale.lobby.name) is not stale.lobby
-            ):
-                del self._conversations[key]
-        conversation = self._conversations.get(lobby.key)
-        if conversation is None or conversation.lobby is not lobby:
-            turns = self.config.ai_history_turns // 2 * 2  # whole question/answer pairs
-            conversation = Conversation(lobby, deque(maxlen=turns), now)
-            self._conversations[lobby.key] = conversation
-        return conversation
-
-    @staticmethod
-    def _prompt(asker: str, question: str, context: list[str], lobby: str) -> str:
-        ask = f"{asker} asks: {question}"
-        if not context:
-            return ask
-        lines = "\n".join(context)
-        return f"Recent chat in #{lobby} (oldest first):\n{lines}\n\n{ask}"
 
     # -- the call ---------------------------------------------------------------------
 
@@ -275,9 +228,9 @@ class Rox:
         started: float | None = None
         try:
             async with self._slots:
-                conversation = self._conversation(lobby, self.core.clock())
+                conversation = self._conversations.current(lobby, self.core.clock())
                 history = list(conversation.turns)
-                prompt = self._prompt(asker, question, context, lobby.name)
+                prompt = user_turn(asker, question, context, lobby.name)
                 contents = [
                     types.Content(role=role, parts=[types.Part(text=text)])
                     for role, text in history

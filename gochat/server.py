@@ -1,52 +1,38 @@
-"""Listeners, admission, background chores and an orderly shutdown.
+"""Admission, per-turn output, background chores and an orderly shutdown.
 
 The server owns the event loop's view of the world: the chat core, every
 connection, every background task. Admission (per-IP and total caps) happens in
 `connection_made`, before a byte of banner is sent, so a connection flood
-costs a refusal line and a close.
+costs a refusal line and a close. Which ports are bound, and with which TLS
+context, is gochat.listeners; what a connection is greeted with, gochat.greeting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import os
-import socket
 import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from gochat import greeting
 from gochat.chat import ChatCore
-from gochat.config import Config, format_host_port, parse_host_port
-from gochat.events import Raw
+from gochat.config import Config
+from gochat.errors import StartupError
 from gochat.frontends.jsonlines import JsonFrontEnd
-from gochat.frontends.text import NAME_PROMPT, TextFrontEnd
+from gochat.frontends.text import TextFrontEnd
 from gochat.journal import Journal, open_journal
+from gochat.listeners import Listeners
 from gochat.metrics import MetricsServer
 from gochat.ratelimit import ConnectionCounter, GuessLimiter, ip_key
-from gochat.render import BOLD, CYAN, RESET, render
 from gochat.rox import Rox
 from gochat.store import Store, StoreError
-from gochat.tls import TlsError, load_context, off_reason
 from gochat.transport import Connection, FrontEnd, drop_closing
-from gochat.wire import encode
 
 log = logging.getLogger("gochat.server")
 
-FrontEndFactory = Callable[[Connection], "FrontEnd"]
-
-BANNER = r"""
-                   _           _
-   __ _  ___   ___| |__   __ _| |_
-  / _` |/ _ \ / __| '_ \ / _` | __|
- | (_| | (_) | (__| | | | (_| | |_
-  \__, |\___/ \___|_| |_|\__,_|\__|
-  |___/
-"""
-WELCOME = "Welcome to gochat! Names are 2-20 letters, digits, _ or -."
 SHUTDOWN_NOTICE = "Server is shutting down. Goodbye!"
 TOO_MANY_FROM_IP = "Too many connections from your IP. Try again later."
 SERVER_FULL = "The server is full. Try again later."
@@ -55,10 +41,6 @@ LOBBY_GUESSES_PER_SOURCE = 5  # wrong lobby passwords per minute from one IP (IP
 LOBBY_GUESSES_PER_LOBBY = 20  # ... and per lobby from everywhere: a botnet gets no more
 LOBBY_GUESS_WINDOW = 60.0
 DRAIN_CHECK = 0.5  # at shutdown, a connection that took no output for this long is dropped
-
-
-class StartupError(RuntimeError):
-    """The daemon cannot start as configured; the message says why and what to fix."""
 
 
 class ChatServer:
@@ -84,19 +66,12 @@ class ChatServer:
         )
         self.sessions: set[Connection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.ports: dict[str, int] = {}
-        self.tls: ssl.SSLContext | None = None  # what new TLS connections use; see reload()
-        self._listeners: list[asyncio.Server] = []
+        self.listeners = Listeners(config, self)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._banners = {
-            colour: encode((f"{BOLD}{CYAN}{BANNER}{RESET}" if colour else BANNER) + f"{WELCOME}\n")
-            + render(Raw(NAME_PROMPT), colour)
-            for colour in (True, False)
-        }
+        self._banners = greeting.banners()
         self._closing = False
         self._dirty: list[Connection] = []  # connections with output queued this turn
         self._drained = asyncio.Event()
-        self.metrics: MetricsServer | None = None
         self.started_at: float | None = None
         self.started_wall = 0.0
 
@@ -104,6 +79,16 @@ class ChatServer:
     def loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None, "server not started"
         return self._loop
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The port each listener got (plain, tls, json, json_tls, metrics): 0 picks one."""
+        return self.listeners.ports
+
+    @property
+    def metrics(self) -> MetricsServer | None:
+        """The /metrics endpoint; None until bound, or with GOCHAT_METRICS_ADDR empty."""
+        return self.listeners.metrics
 
     # -- start ----------------------------------------------------------------
 
@@ -119,132 +104,32 @@ class ChatServer:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self.started_at, self.started_wall = self.monotonic(), time.time()
-        self.tls = self._tls_context()
+        self.listeners.load_tls()
         await self.bind()
-        for name, listener in zip(("plain", "tls"), self._listeners, strict=False):
-            bound = [sock.getsockname() for sock in listener.sockets]
-            shown = ", ".join(format_host_port(address[0], address[1]) for address in bound)
-            log.info("listening (%s) on %s", name, shown)
-            if name == "plain":
-                for address in bound:
-                    for lan in advertised(address):
-                        if lan != address[0]:  # a wildcard: say where others reach it
-                            log.info("LAN address: %s (nc %s %d)", lan, lan, address[1])
+        self.listeners.log_addresses()
         log.info("%s", self.assistant.status())
         self.spawn(self._prune_lobbies())
 
     async def bind(self) -> None:
-        """Bind the chat listeners (TLS if self.tls is set) and the metrics endpoint.
+        """Bind the chat listeners (TLS if one is loaded) and the metrics endpoint.
 
         --check-config runs this too (see check_bind), so a port in use or two
         settings naming one port fail the check exactly as they fail start-up.
         """
         self._loop = asyncio.get_running_loop()
-        config = self.config
-        for conflict in port_conflicts(config, self.tls is not None):
-            raise StartupError(conflict)
-        for name, port, tls, front_end in self._chat_listeners():
-            self._listeners.append(await self._listen(name, port, tls, front_end))
-        if config.metrics_addr:
-            await self._start_metrics()
+        await self.listeners.bind()
 
     async def check_bind(self, tls: ssl.SSLContext | None) -> None:
         """--check-config: bind every port as start() would, then let go; StartupError."""
-        self.tls = tls
+        self.listeners.tls = tls
         try:
             await self.bind()
         finally:
-            if self.metrics is not None:
-                await self.metrics.close()
-            for listener in self._listeners:
-                listener.close()
-                await listener.wait_closed()
-            self._listeners.clear()
-
-    def _chat_listeners(self) -> list[tuple[str, int, bool, FrontEndFactory]]:
-        """(name, port, TLS?, front end) for every chat listener the settings ask for."""
-        config = self.config
-        wanted: list[tuple[str, int, bool, FrontEndFactory]] = [
-            ("plain", config.port, False, self._text_front_end)
-        ]
-        if self.tls is not None:
-            wanted.append(("tls", config.tls_port, True, self._text_front_end))
-        if config.json_port:
-            wanted.append(("json", config.json_port, False, self._json_front_end))
-        if self.tls is not None and config.json_tls_port:
-            wanted.append(("json_tls", config.json_tls_port, True, self._json_front_end))
-        return wanted
-
-    async def _listen(
-        self, name: str, port: int, tls: bool, front_end: FrontEndFactory
-    ) -> asyncio.Server:
-        try:
-            server = await self.loop.create_server(
-                # TLS starts in the Connection, after admission: handshakes count as connections.
-                # The context is read per connection, so a SIGHUP reload reaches new ones.
-                lambda: Connection(self, name, self.tls if tls else None, front_end),
-                self.config.host,
-                port,
-                reuse_address=True,
-                backlog=1024,
-            )
-        except OSError as exc:
-            address = format_host_port(self.config.host, port)
-            raise StartupError(f"cannot listen on {address} ({name}): {_reason(exc)}") from None
-        self.ports[name] = server.sockets[0].getsockname()[1]
-        return server
-
-    async def _start_metrics(self) -> None:
-        metrics = MetricsServer(self)
-        try:
-            self.ports["metrics"] = await metrics.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot serve metrics on {self.config.metrics_addr}: {_reason(exc)}"
-            ) from None
-        self.metrics = metrics
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context, or None when TLS is off as configured (see gochat.tls)."""
-        reason = off_reason(self.config)
-        if reason is not None:
-            text, warn = reason
-            log.log(logging.WARNING if warn else logging.INFO, "TLS disabled: %s", text)
-            return None
-        try:
-            return load_context(self.config)
-        except TlsError as exc:
-            raise StartupError(str(exc)) from None
+            await self.listeners.close()
 
     def reload(self) -> None:
-        """SIGHUP: load the TLS certificate and key again (certbot renewed them).
-
-        New handshakes use the new pair; connections already up keep theirs. A
-        pair that does not load is refused with a log line and the old one stays.
-        Nothing else is re-read: other settings need a restart, and so does
-        turning TLS on when it was off at start (the TLS port was never bound).
-        """
-        if self.tls is None:
-            if off_reason(self.config) is None:
-                log.warning(
-                    "SIGHUP: TLS was off at start; enabling it needs a restart "
-                    "(nothing reloaded; other settings need a restart too)"
-                )
-            else:
-                log.info("SIGHUP: nothing to reload (TLS is off; settings need a restart)")
-            return
-        try:
-            context = load_context(self.config)
-        except TlsError as exc:
-            log.error("SIGHUP: %s; new connections keep the previous certificate", exc)
-            return
-        self.tls = context
-        log.info(
-            "SIGHUP: reloaded TLS certificate %s and key %s for new connections "
-            "(other settings need a restart)",
-            self.config.tls_cert,
-            self.config.tls_key,
-        )
+        """SIGHUP: new TLS connections get the renewed certificate (see Listeners.reload)."""
+        self.listeners.reload()
 
     # -- admission --------------------------------------------------------------
 
@@ -284,10 +169,10 @@ class ChatServer:
         for session in dirty:
             session.flush()
 
-    def _text_front_end(self, link: Connection) -> FrontEnd:
+    def text_front_end(self, link: Connection) -> FrontEnd:
         return TextFrontEnd(self, link)
 
-    def _json_front_end(self, link: Connection) -> FrontEnd:
+    def json_front_end(self, link: Connection) -> FrontEnd:
         return JsonFrontEnd(self, link)
 
     def banner(self, colour: bool) -> bytes:
@@ -295,25 +180,7 @@ class ChatServer:
 
     def foreign_protocol_reply(self, kind: str) -> bytes:
         """The one line a TLS, HTTP or SSH client gets on the plain port."""
-        if kind == "tls":
-            if "tls" in self.ports:
-                text = (
-                    f"This is the plain-text chat port; TLS is on port {self.ports['tls']} "
-                    f"(openssl s_client -quiet -connect HOST:{self.ports['tls']})."
-                )
-            else:
-                text = "This is a plain-text chat port and TLS is not enabled; use nc or telnet."
-            return encode(text + "\n")
-        server = "an SSH server" if kind == "ssh" else "a web server"
-        text = f"This is a plain-text chat port, not {server}; connect with nc or telnet."
-        if kind == "http":
-            body = encode(text + "\n")
-            head = (
-                "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            return head.encode() + body
-        return encode(text + "\n")
+        return greeting.foreign_protocol_reply(kind, self.ports.get("tls"))
 
     # -- tasks ------------------------------------------------------------------
 
@@ -348,10 +215,7 @@ class ChatServer:
         self._closing = True
         self.core.touch_occupied()  # before everyone leaves: lobbies in use are not idle
         self.core.closing = True
-        if self.metrics is not None:
-            await self.metrics.close()
-        for listener in self._listeners:
-            listener.close()
+        await self.listeners.stop_accepting()
         for task in list(self.tasks):
             task.cancel()
         sessions = list(self.sessions)
@@ -364,9 +228,7 @@ class ChatServer:
             if session.transport is not None:
                 session.transport.abort()
         await asyncio.sleep(0)
-        for listener in self._listeners:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(listener.wait_closed(), 1.0)
+        await self.listeners.wait_closed()
         if self.journal is not None:
             await self.journal.close()  # every queued write, within GOCHAT_STORE_CLOSE_TIMEOUT
         with contextlib.suppress(TimeoutError):
@@ -393,65 +255,3 @@ class ChatServer:
                 if unsent.get(session, size + 1) <= size:
                     drop_closing(session.transport)
                 unsent[session] = size
-
-
-def port_conflicts(config: Config, tls_on: bool) -> list[str]:
-    """Settings that name one port twice (start-up and --check-config both ask)."""
-    found = []
-    chat = [("GOCHAT_PORT", config.port), ("GOCHAT_JSON_PORT", config.json_port)]
-    if tls_on:
-        chat += [
-            ("GOCHAT_TLS_PORT", config.tls_port),
-            ("GOCHAT_JSON_TLS_PORT", config.json_tls_port),
-        ]
-    seen: dict[int, str] = {}
-    for variable, port in chat:
-        if port and port in seen:
-            found.append(f"{seen[port]} and {variable} are both {port}")
-        elif port:
-            seen[port] = variable
-    if config.metrics_addr:
-        _host, port = parse_host_port(config.metrics_addr)
-        if port and port in seen:
-            found.append(f"GOCHAT_METRICS_ADDR port {port} is also a chat port")
-    return found
-
-
-def _reason(exc: OSError) -> str:
-    """'address already in use', not asyncio's 'error while attempting to bind on ...'."""
-    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
-
-
-def advertised(address: tuple[Any, ...]) -> list[str]:
-    """The addresses that reach a listener bound to `address` (a getsockname() tuple).
-
-    A listener on one address is reached there only. One on 0.0.0.0 or :: is
-    reached on every address of its family assigned to this machine; the
-    LAN address is offered only if it is one of those (a bind to it works),
-    never an address nothing listens on.
-    """
-    host = address[0]
-    if host not in ("0.0.0.0", "::"):
-        return [host]
-    family = socket.AF_INET6 if host == "::" else socket.AF_INET
-    lan = lan_address(family)
-    if lan is None:
-        return []
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((lan, 0))  # EADDRNOTAVAIL unless the address is ours
-    except OSError:
-        return []
-    return [lan]
-
-
-def lan_address(family: socket.AddressFamily = socket.AF_INET) -> str | None:
-    """The address other machines on the LAN would reach us on (no packet is sent)."""
-    target = ("2001:db8::1", 1) if family == socket.AF_INET6 else ("10.255.255.255", 1)
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(target)
-            address: str = probe.getsockname()[0]
-        except OSError:
-            return None
-    return None if ipaddress.ip_address(address).is_loopback else address

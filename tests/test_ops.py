@@ -736,14 +736,14 @@ async def test_log_names_only_the_address_bound(make_server, caplog):
 
 def test_a_wildcard_listener_advertises_only_local_addresses(monkeypatch):
     """For 0.0.0.0 the machine's address is listed only when it is really assigned here."""
-    from gochat import server as server_module
+    from gochat import listeners
 
-    monkeypatch.setattr(server_module, "lan_address", lambda family: "203.0.113.9")
-    assert server_module.advertised(("0.0.0.0", 8080)) == []  # not ours: bind fails
-    monkeypatch.setattr(server_module, "lan_address", lambda family: None)
-    assert server_module.advertised(("0.0.0.0", 8080)) == []
-    assert server_module.advertised(("127.0.0.1", 8080)) == ["127.0.0.1"]
-    assert server_module.advertised(("::1", 8080, 0, 0)) == ["::1"]
+    monkeypatch.setattr(listeners, "lan_address", lambda family: "203.0.113.9")
+    assert listeners.advertised(("0.0.0.0", 8080)) == []  # not ours: bind fails
+    monkeypatch.setattr(listeners, "lan_address", lambda family: None)
+    assert listeners.advertised(("0.0.0.0", 8080)) == []
+    assert listeners.advertised(("127.0.0.1", 8080)) == ["127.0.0.1"]
+    assert listeners.advertised(("::1", 8080, 0, 0)) == ["::1"]
 
 
 # -- --check-config and start-up run the same steps ------------------------------------

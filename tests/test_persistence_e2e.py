@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from gochat.commands import REGISTRY
-from gochat.server import ChatServer, StartupError
+from gochat.errors import StartupError
+from gochat.server import ChatServer
 from gochat.store import Store, open_store
 from gochat.store.sqlite import SQLiteStore
 
