@@ -52,6 +52,7 @@ class Listeners:
         self.tls: ssl.SSLContext | None = None  # what new TLS connections use; see reload()
         self.metrics: MetricsServer | None = None
         self._servers: list[asyncio.Server] = []
+        self._names: list[str] = []  # each server's listener name, in the same order
 
     def load_tls(self) -> None:
         """Set the TLS context, or None when TLS is off as configured (see gochat.tls)."""
@@ -73,6 +74,7 @@ class Listeners:
             raise StartupError(conflict)
         for name, port, tls, front_end in self._chat_listeners():
             self._servers.append(await self._listen(name, port, tls, front_end))
+            self._names.append(name)
         if config.metrics_addr:
             await self._start_metrics()
 
@@ -84,6 +86,7 @@ class Listeners:
             server.close()
             await server.wait_closed()
         self._servers.clear()
+        self._names.clear()
 
     async def stop_accepting(self) -> None:
         """Shutdown, first step: no new connection, no more scrapes."""
@@ -100,7 +103,7 @@ class Listeners:
 
     def log_addresses(self) -> None:
         """Say where the daemon listens, and where a wildcard is reached from the LAN."""
-        for name, server in zip(("plain", "tls"), self._servers, strict=False):
+        for name, server in zip(self._names, self._servers, strict=True):
             bound = [sock.getsockname() for sock in server.sockets]
             shown = ", ".join(format_host_port(address[0], address[1]) for address in bound)
             log.info("listening (%s) on %s", name, shown)

@@ -841,3 +841,12 @@ def test_colliding_ports(tmp_path, cert):
     assert message == f"GOCHAT_PORT and GOCHAT_TLS_PORT are both {port}"
     message = same_verdict(tmp_path, GOCHAT_PORT=port, GOCHAT_METRICS_ADDR=f"127.0.0.1:{port}")
     assert message == f"GOCHAT_METRICS_ADDR port {port} is also a chat port"
+
+
+async def test_log_names_each_listener_by_what_it_serves(make_server, caplog):
+    """With TLS off and a JSON port, the JSON listener is logged as json, not as tls."""
+    caplog.set_level(logging.INFO, logger="gochat.server")
+    server = await make_server(json_port=free_port())
+    text = caplog.text
+    assert f"listening (json) on 127.0.0.1:{server.ports['json']}" in text
+    assert "listening (tls)" not in text
