@@ -108,7 +108,7 @@ class ChatCore(Speech):
                 lobby.members.pop(client.key, None)
             else:
                 self._depart(client, lobby, Move.DISCONNECTED)
-        client.lobby_keys.clear()
+        client.lobby_keys = ()
         client.current = None
         log.info("logout %s (%s)", client.name, reason)
 
@@ -167,7 +167,7 @@ class ChatCore(Speech):
         )
         lobby.members[client.key] = client
         lobby.last_active = now
-        client.lobby_keys.append(lobby.key)
+        client.lobby_keys += (lobby.key,)
         client.current = lobby.key
         self.emit(LobbyTouched(lobby))
         recent = lobby.recent(now, self.config.replay_minutes * 60, self.config.replay_max)
@@ -177,8 +177,7 @@ class ChatCore(Speech):
     def _depart(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
         lobby.members.pop(client.key, None)
         lobby.last_active = self.clock()
-        if lobby.key in client.lobby_keys:
-            client.lobby_keys.remove(lobby.key)
+        client.lobby_keys = tuple(key for key in client.lobby_keys if key != lobby.key)
         if client.current == lobby.key:
             client.current = client.lobby_keys[-1] if client.lobby_keys else None
         self.emit(LobbyTouched(lobby))

@@ -593,7 +593,7 @@ def test_at_shutdown_users_leave_silently(core):
     core.closing = True
     core.logout(alice, "shutdown")
     assert "alice" not in core.lobbies.general.members
-    assert core.current(alice) is None and alice.lobby_keys == []
+    assert core.current(alice) is None and alice.lobby_keys == ()
     assert bob_in.text == ""
 
 

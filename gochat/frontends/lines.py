@@ -77,7 +77,7 @@ class IllegalTransition(RuntimeError):
     """A bug: the front end tried to move between states that do not connect."""
 
 
-class LineFrontEnd(Dialect):
+class LineFrontEnd(Dialect, LinePump):
     """One user's connection, for a dialect that speaks in lines."""
 
     __slots__ = (
@@ -86,11 +86,12 @@ class LineFrontEnd(Dialect):
         "last_activity",
         "link",
         "lookups",
-        "pump",
         "server",
         "state",
         "task",
     )
+
+    link: Connection
 
     def __init__(self, server: Host, link: Connection, mode: OutputMode) -> None:
         config = server.config
@@ -98,7 +99,7 @@ class LineFrontEnd(Dialect):
         self.core = server.core
         self.link = link
         self.state = State.NAME
-        self.pump = LinePump(self, link, config.max_line_bytes, server.loop.call_soon)
+        self.start_lines(config.max_line_bytes)
         self.last_activity = 0.0
         self.task: asyncio.Task[None] | None = None
         self.lookups: MessageLimiter | None = None  # made on the first /users, /lobbies...
@@ -148,13 +149,13 @@ class LineFrontEnd(Dialect):
         if self.state is State.CLOSED:
             return
         self.last_activity = self.server.loop.time()
-        self.pump.receive(data)
+        self.feed(data)
 
     def end_of_input(self) -> None:
-        if self.task is None and self.pump.idle and self.state is not State.CLOSED:
+        if self.task is None and self.lines_idle and self.state is not State.CLOSED:
             self.input_ended()
 
-    # -- the pump's side (pump.LineHandler) ----------------------------------------
+    # -- what the pump asks of its owner (pump.LinePump) ---------------------------
 
     @property
     def busy(self) -> bool:
@@ -162,6 +163,9 @@ class LineFrontEnd(Dialect):
 
     def input_ended(self) -> None:
         self._close("client closed the connection")
+
+    def later(self, callback: Callable[[], None]) -> None:
+        self.server.loop.call_soon(callback)
 
     def timer_expired(self) -> None:
         """Name timeout in NAME; idle timeout in CHAT, re-armed lazily after activity."""
@@ -283,7 +287,7 @@ class LineFrontEnd(Dialect):
                 self._report(command, error, charged)
             elif self.active:
                 self.command_done(command)
-        self.pump.resume()
+        self.resume_lines()
 
     def _report(self, command: Command, exc: BaseException, charged: MessageLimiter | None) -> None:
         if isinstance(exc, UserError):

@@ -11,6 +11,7 @@ pump asks its link to pause or resume reading and its owner to handle lines.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -32,25 +33,6 @@ class Reading(Protocol):
     def resume_reading(self) -> None: ...
 
 
-class LineHandler(Protocol):
-    """Who the lines are for (a `lines.LineFrontEnd`)."""
-
-    @property
-    def active(self) -> bool:
-        """Not closed: a closed owner handles nothing more."""
-
-    @property
-    def busy(self) -> bool:
-        """A command is running: later lines wait for it."""
-
-    def handle_line(self, line: bytes) -> None: ...
-
-    def line_too_long(self, limit: int) -> None: ...
-
-    def input_ended(self) -> None:
-        """Every line is handled and the peer has closed its side."""
-
-
 class _Unframed:
     """Input bytes not split into lines yet (see FEED_BYTES)."""
 
@@ -63,30 +45,56 @@ class _Unframed:
 Item = bytes | LineTooLong | _Unframed
 
 
-class LinePump:
-    """Frames one connection's bytes into lines and hands them on, in order and in turn."""
+class LinePump(ABC):
+    """Frames a connection's bytes into lines and hands them on, in order and in turn.
 
-    __slots__ = ("held", "link", "owner", "reader", "soon")
+    A base of `lines.LineFrontEnd` rather than an object it owns: an idle
+    connection then pays for two slots, not for one more object and a bound
+    method (about 150 bytes each, times every idle user).
+    """
 
-    def __init__(
-        self,
-        owner: LineHandler,
-        link: Reading,
-        max_line_bytes: int,
-        soon: Callable[[Callable[[], None]], object],
-    ) -> None:
-        self.owner = owner
-        self.link = link
+    __slots__ = ("held", "reader")
+
+    link: Reading
+
+    def start_lines(self, max_line_bytes: int) -> None:
         self.reader = LineReader(max_line_bytes)
-        self.soon = soon  # loop.call_soon: a later turn of the loop
         self.held: deque[Item] | None = None
 
+    # -- what the owner provides ---------------------------------------------------
+
     @property
-    def idle(self) -> bool:
+    @abstractmethod
+    def active(self) -> bool:
+        """Not closed: a closed owner handles nothing more."""
+
+    @property
+    @abstractmethod
+    def busy(self) -> bool:
+        """A command is running: later lines wait for it."""
+
+    @abstractmethod
+    def handle_line(self, line: bytes) -> None: ...
+
+    @abstractmethod
+    def line_too_long(self, limit: int) -> None: ...
+
+    @abstractmethod
+    def input_ended(self) -> None:
+        """Every line is handled and the peer has closed its side."""
+
+    @abstractmethod
+    def later(self, callback: Callable[[], None]) -> None:
+        """Call `callback` in a later turn of the loop (loop.call_soon)."""
+
+    # -- the pump -------------------------------------------------------------------
+
+    @property
+    def lines_idle(self) -> bool:
         """No line is waiting."""
         return self.held is None
 
-    def receive(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         if self.held is None and len(data) <= FEED_BYTES:
             self._process(self.reader.feed(data))
             return
@@ -96,31 +104,29 @@ class LinePump:
             return
         self._process(deque(chunks))
 
-    def resume(self) -> None:
+    def resume_lines(self) -> None:
         """Handle held lines; read again once none are left and no command is running."""
-        owner = self.owner
-        if not owner.active or owner.busy:
+        if not self.active or self.busy:
             return
         held, self.held = self.held, None
         if held:
             self._process(held)
-        if self.held is None and not owner.busy and owner.active:
+        if self.held is None and not self.busy and self.active:
             if self.link.eof:
-                owner.input_ended()
+                self.input_ended()
             else:
                 self.link.resume_reading()
 
     def _process(self, items: list[bytes | LineTooLong] | deque[Item]) -> None:
         """Handle lines in order; hold the rest while a command runs or the turn is used up."""
-        owner = self.owner
         queue: deque[Item] = items if isinstance(items, deque) else deque(items)
         budget = LINES_PER_TURN
         while queue:
-            if not owner.active:
+            if not self.active:
                 return
             if budget == 0:
                 self._hold(queue)
-                self.soon(self.resume)
+                self.later(self.resume_lines)
                 return
             item = queue.popleft()
             if isinstance(item, _Unframed):
@@ -128,10 +134,10 @@ class LinePump:
                 continue
             budget -= 1
             if isinstance(item, LineTooLong):
-                owner.line_too_long(item.limit)
+                self.line_too_long(item.limit)
                 continue
-            owner.handle_line(item)
-            if owner.busy and owner.active:  # (the line may have closed the connection)
+            self.handle_line(item)
+            if self.busy and self.active:  # (the line may have closed the connection)
                 self._hold(queue)
                 return
 
