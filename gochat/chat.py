@@ -108,7 +108,7 @@ class ChatCore(Speech):
                 lobby.members.pop(client.key, None)
             else:
                 self._depart(client, lobby, Move.DISCONNECTED)
-        client.lobby_keys = ()
+        client.others = ()
         client.current = None
         log.info("logout %s (%s)", client.name, reason)
 
@@ -167,7 +167,8 @@ class ChatCore(Speech):
         )
         lobby.members[client.key] = client
         lobby.last_active = now
-        client.lobby_keys += (lobby.key,)
+        if client.current is not None:
+            client.others += (client.current,)
         client.current = lobby.key
         self.emit(LobbyTouched(lobby))
         recent = lobby.recent(now, self.config.replay_minutes * 60, self.config.replay_max)
@@ -177,9 +178,11 @@ class ChatCore(Speech):
     def _depart(self, client: Client, lobby: Lobby, move: Move, other: str | None = None) -> None:
         lobby.members.pop(client.key, None)
         lobby.last_active = self.clock()
-        client.lobby_keys = tuple(key for key in client.lobby_keys if key != lobby.key)
         if client.current == lobby.key:
-            client.current = client.lobby_keys[-1] if client.lobby_keys else None
+            others = client.others
+            client.current, client.others = (others[-1], others[:-1]) if others else (None, ())
+        elif lobby.key in client.others:
+            client.others = tuple(key for key in client.others if key != lobby.key)
         self.emit(LobbyTouched(lobby))
         self.emit(
             Presence(client.name, client.picture, lobby.name, move, other), InLobby(lobby.key)

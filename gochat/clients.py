@@ -40,9 +40,9 @@ class Client:
         "current",
         "key",
         "limiter",
-        "lobby_keys",
         "mode",
         "name",
+        "others",
         "picture",
         "write",
     )
@@ -64,10 +64,15 @@ class Client:
         self.limiter = limiter
         self.address = address
         # Where the user is, by lobby key (the core's LobbyManager holds the lobbies):
-        # every lobby they are in, in the order they came (a tuple: most users are in one,
-        # and an empty tuple costs nothing per idle connection, a list 56+ bytes)
-        self.lobby_keys: tuple[str, ...] = ()
         self.current: str | None = None  # where their plain lines go (text: their one lobby)
+        self.others: tuple[str, ...] = ()  # any other lobbies they are in, oldest first
+        # (most users are in one lobby: the empty tuple is shared, so it costs them nothing)
+
+    @property
+    def lobby_keys(self) -> tuple[str, ...]:
+        """Every lobby the user is in, the current one last."""
+        current = self.current
+        return self.others if current is None else (*self.others, current)
 
     def rename(self, name: str) -> None:
         """Set the name chosen at the prompt (only before the client is registered)."""

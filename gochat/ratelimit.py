@@ -8,37 +8,50 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
 
 class SlidingWindow:
-    """At most `limit` events in any `window` seconds; `limit == 0` means no limit."""
+    """At most `limit` events in any `window` seconds; `limit == 0` means no limit.
+
+    The times are a short list made on the first event, not a deque: a deque
+    allocates a 64-slot block (about 760 bytes) however small its maxlen, and
+    every connection has a window, so idle users paid for it. With a handful of
+    stamps, dropping the oldest from the front of a list is as cheap.
+    """
 
     __slots__ = ("_stamps", "limit", "window")
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self._stamps: deque[float] = deque(maxlen=limit or 1)
+        self._stamps: list[float] | None = None  # oldest first, at most `limit`
 
     def wait_time(self, now: float) -> float:
         """Seconds until one more event is allowed (0.0 = allowed now)."""
-        if self.limit == 0 or len(self._stamps) < self.limit:
+        stamps = self._stamps
+        if self.limit == 0 or stamps is None or len(stamps) < self.limit:
             return 0.0
-        return max(0.0, self._stamps[0] + self.window - now)
+        return max(0.0, stamps[0] + self.window - now)
 
     def try_acquire(self, now: float) -> float:
         """Record an event if allowed and return 0.0, else return the wait in seconds."""
         wait = self.wait_time(now)
         if wait == 0.0 and self.limit:
-            self._stamps.append(now)
+            stamps = self._stamps
+            if stamps is None:
+                self._stamps = [now]
+            else:
+                if len(stamps) >= self.limit:
+                    del stamps[0]
+                stamps.append(now)
         return wait
 
     def idle(self, now: float) -> bool:
         """No event within the last window: this window can be forgotten."""
-        return not self._stamps or self._stamps[-1] + self.window <= now
+        stamps = self._stamps
+        return not stamps or stamps[-1] + self.window <= now
 
     def refund(self) -> None:
         """Forget the newest event (it did not happen after all)."""

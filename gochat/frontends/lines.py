@@ -82,7 +82,6 @@ class LineFrontEnd(Dialect, LinePump):
 
     __slots__ = (
         "client",
-        "core",
         "last_activity",
         "link",
         "lookups",
@@ -96,7 +95,6 @@ class LineFrontEnd(Dialect, LinePump):
     def __init__(self, server: Host, link: Connection, mode: OutputMode) -> None:
         config = server.config
         self.server = server
-        self.core = server.core
         self.link = link
         self.state = State.NAME
         self.start_lines(config.max_line_bytes)
@@ -117,6 +115,10 @@ class LineFrontEnd(Dialect, LinePump):
         return self.link.write
 
     # -- what handlers may use (commands.Context) ------------------------------
+
+    @property
+    def core(self) -> ChatCore:
+        return self.server.core
 
     @property
     def ip_key(self) -> str:

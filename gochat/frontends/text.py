@@ -10,7 +10,7 @@ go-chat-server prompt redraw) or plain, per connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from gochat.command_table import Command
 from gochat.commands import REGISTRY
@@ -41,11 +41,10 @@ PROMPT_BYTES = PROMPT.encode()
 class TextFrontEnd(LineFrontEnd):
     """One nc/telnet user's dialect: the name prompt, `/` commands, plain or ANSI output."""
 
-    __slots__ = ("text_host",)
+    __slots__ = ()
 
     def __init__(self, server: TextHost, link: Connection) -> None:
         super().__init__(server, link, text_mode(server.config.color_default))
-        self.text_host = server
 
     @property
     def colour(self) -> bool:
@@ -63,7 +62,8 @@ class TextFrontEnd(LineFrontEnd):
         return encode(text + "\n")
 
     def greet(self) -> None:
-        self.link.write(self.text_host.banner(self.colour))
+        host = cast(TextHost, self.server)  # set from a TextHost in __init__; no slot per user
+        self.link.write(host.banner(self.colour))
 
     def handle_line(self, line: bytes) -> None:
         text = decode_line(line).strip()
