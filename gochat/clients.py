@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from gochat.names import name_key
@@ -23,7 +23,17 @@ class OutputMode(Protocol):
     def render(self, event: Event) -> bytes: ...
 
 
-def _discard(data: bytes) -> None:
+class Writer(Protocol):
+    """Where a client's bytes go (transport.Connection.write): never blocks.
+
+    `lobby` marks a chat line said in that lobby: a reader that falls far
+    behind may skip it (gochat.backlog); anything else is never skipped.
+    """
+
+    def __call__(self, data: bytes, lobby: str | None = None, /) -> None: ...
+
+
+def _discard(data: bytes, lobby: str | None = None, /) -> None:
     """The writer of a client that is gone: output to it is dropped."""
 
 
@@ -50,7 +60,7 @@ class Client:
     def __init__(
         self,
         name: str,
-        write: Callable[[bytes], None],
+        write: Writer,
         *,
         limiter: MessageLimiter,
         mode: OutputMode,

@@ -98,13 +98,31 @@ class Config:
     sendq_bytes: int = setting(
         262144,
         "GOCHAT_SENDQ_BYTES",
-        "unsent output a client may hold before it is dropped",
+        "chat lines a slow reader may have waiting before its oldest are skipped (soft cap)",
         minimum=1024,
     )
+    sendq_hard: int = setting(
+        4 * 1024 * 1024,
+        "GOCHAT_SENDQ_HARD",
+        "unsent output past which a reader is dropped (hard cap; at least 256 KiB)",
+        minimum=262144,
+    )
+    stall_timeout: float = setting(
+        15.0,
+        "GOCHAT_STALL_TIMEOUT",
+        "seconds a reader may take nothing while output waits before it is dropped",
+        minimum=0.1,
+    )
+    output_budget: int = setting(
+        256 * 1024 * 1024,
+        "GOCHAT_OUTPUT_BUDGET",
+        "bytes waiting for all readers together; past it the largest backlogs are trimmed",
+        minimum=65536,
+    )
     socket_sndbuf: int = setting(
-        65536,
+        0,
         "GOCHAT_SOCKET_SNDBUF",
-        "kernel send buffer per connection in bytes, so the send-queue cap bites (0 = OS default)",
+        "kernel send buffer per connection in bytes (0 = the kernel's own, autotuned)",
         minimum=0,
     )
     replay_minutes: float = setting(

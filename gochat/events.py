@@ -101,6 +101,15 @@ class Welcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A slow reader's oldest chat lines in `lobby` were dropped, `count` of them
+    (gochat.backlog): said where they were, so the reader knows to catch up."""
+
+    lobby: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Farewell:
     """The last line a connection gets before it is closed (no prompt after it)."""
 
@@ -216,6 +225,7 @@ Event = (
     | Presence
     | Notice
     | Welcome
+    | Skipped
     | Farewell
     | MemberList
     | LobbyList

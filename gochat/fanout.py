@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gochat.clients import Client, OutputMode
-from gochat.events import Event
+from gochat.events import AIAnswer, AIQuestion, ChatMessage, Event
 
 
 def deliver(event: Event, recipients: Iterable[Client]) -> int:
@@ -23,6 +23,7 @@ def deliver(event: Event, recipients: Iterable[Client]) -> int:
     last_mode: OutputMode | None = None
     data = b""
     count = 0
+    lobby = chat_lobby(event)
     for client in recipients:
         mode = client.mode
         if mode is not last_mode:
@@ -30,9 +31,17 @@ def deliver(event: Event, recipients: Iterable[Client]) -> int:
             if cached is None:
                 cached = rendered[mode] = mode.render(event)
             last_mode, data = mode, cached
-        client.write(data)
+        client.write(data, lobby)
         count += 1
     return count
+
+
+def chat_lobby(event: Event) -> str | None:
+    """The lobby of a chat line, which a reader far behind may skip (gochat.backlog);
+    None for everything else (DMs, notices, presence, answers), which is never skipped."""
+    if isinstance(event, (ChatMessage, AIQuestion, AIAnswer)):
+        return event.lobby
+    return None
 
 
 def send(event: Event, client: Client) -> None:

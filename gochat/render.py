@@ -32,6 +32,7 @@ from gochat.events import (
     Presence,
     Raw,
     Replay,
+    Skipped,
     TagNotice,
     Welcome,
 )
@@ -175,6 +176,14 @@ def _(event: Notice, s: Style) -> str:
 def _(event: Welcome, s: Style) -> str:
     colour, symbol = LEVEL_STYLE[Level.SUCCESS]
     text = f"Welcome, {event.name}! You are in #{event.lobby}. Type /help for commands."
+    return s(colour, f"{symbol} {text}") + "\n"
+
+
+@_text.register
+def _(event: Skipped, s: Style) -> str:
+    colour, symbol = LEVEL_STYLE[Level.WARN]
+    lines = "message" if event.count == 1 else "messages"
+    text = f"{event.count} {lines} skipped in #{event.lobby}; /history to catch up"
     return s(colour, f"{symbol} {text}") + "\n"
 
 

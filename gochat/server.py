@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gochat import greeting
+from gochat.backlog import OutputBudget
 from gochat.chat import ChatCore
 from gochat.config import Config
 from gochat.errors import StartupError
@@ -65,6 +66,7 @@ class ChatServer:
             LOBBY_GUESSES_PER_SOURCE, LOBBY_GUESSES_PER_LOBBY, LOBBY_GUESS_WINDOW
         )
         self.sessions: set[Connection] = set()
+        self.output_budget = OutputBudget(config.output_budget)  # every reader's backlog
         self.tasks: set[asyncio.Task[Any]] = set()
         self.listeners = Listeners(config, self)
         self._loop: asyncio.AbstractEventLoop | None = None

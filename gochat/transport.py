@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from gochat.backlog import Backlog, OutputBudget
 from gochat.config import Config
 from gochat.sockets import close_within, drop_closing, reset, tune_socket
 from gochat.wire import sniff_foreign
@@ -30,6 +31,9 @@ __all__ = ["TLS_READ_BUFFER", "Connection", "FrontEnd", "Host", "TlsLayer", "dro
 log = logging.getLogger("gochat.transport")
 
 TLS_READ_BUFFER = 16 * 1024  # bytes per TLS connection (asyncio's own: 256 KiB)
+TRANSPORT_HIGH = 64 * 1024
+"""Bytes the transport may hold before further output waits in the connection's backlog:
+what sits in the transport can no longer be skipped, what waits in the backlog can."""
 
 
 class FrontEnd(Protocol):
@@ -63,6 +67,9 @@ class FrontEnd(Protocol):
     def who(self) -> str:
         """This connection for a log line: the user's name and address, as far as known."""
 
+    def skipped(self, lobby: str, count: int) -> bytes:
+        """The line that tells this reader `count` chat lines in `lobby` were skipped."""
+
     def shutdown(self, notice: str) -> None:
         """The server is stopping: say `notice` and close."""
 
@@ -81,6 +88,10 @@ class Host(Protocol):
 
     def release(self, connection: Connection) -> None:
         """The connection is gone: uncount it."""
+
+    @property
+    def output_budget(self) -> OutputBudget:
+        """What every connection's backlog counts against (GOCHAT_OUTPUT_BUDGET)."""
 
     def flush_soon(self, connection: Connection) -> None:
         """Write `connection`'s queued output at the end of this loop turn."""
@@ -108,6 +119,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "address",
         "admitted",
+        "backlog",
         "closed",
         "eof",
         "front",
@@ -117,6 +129,7 @@ class Connection(asyncio.Protocol):
         "outbox",
         "server",
         "sniffed",
+        "stamp",
         "timer",
         "tls",
         "transport",
@@ -144,6 +157,8 @@ class Connection(asyncio.Protocol):
         # This turn's output; None between turns: an idle connection then holds no list
         # (72 bytes each, times every idle user), and a busy one makes one per turn.
         self.outbox: list[bytes] | None = None
+        self.backlog: Backlog | None = None  # set while the reader is behind (gochat.backlog)
+        self.stamp: Callable[[bytes], bytes] | None = None  # per-line framing (JSON: seq)
         self.front = front_end(self)
 
     # -- asyncio callbacks ------------------------------------------------------
@@ -221,7 +236,7 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             tune_socket(sock, config.socket_sndbuf)
-        transport.set_write_buffer_limits(high=config.sendq_bytes)
+        transport.set_write_buffer_limits(high=TRANSPORT_HIGH)
         self.front.start()
 
     def data_received(self, data: bytes) -> None:
@@ -243,22 +258,34 @@ class Connection(asyncio.Protocol):
         return not self.closed  # half-open only while its lines are pending
 
     def pause_writing(self) -> None:
-        """More than the send-queue cap is unsent: this reader is too slow; drop it."""
-        if self.closed:
+        """The transport holds more than TRANSPORT_HIGH: keep further output in a backlog,
+        where a slow reader's oldest chat lines can still be skipped (gochat.backlog)."""
+        if self.closed or self.transport is None:
             return
-        unsent = self.transport.get_write_buffer_size() if self.transport else 0
-        log.warning("SendQ exceeded for %s (%d bytes unsent); dropping", self.front.who(), unsent)
-        self.front.closing("SendQ exceeded", abort=True)
-        self.close(abort=True)
+        backlog = self.backlog
+        if backlog is None:
+            backlog = self.backlog = Backlog(self.server.output_budget)
+            backlog.progress_at = self.server.loop.time()
+            backlog.buffered = self.transport.get_write_buffer_size()
+            self._watch_soon(backlog)
+        backlog.paused = True
 
     def resume_writing(self) -> None:
-        """Nothing to do: we never wait for the buffer to drain."""
+        """The reader took enough to bring the transport under its low mark: that is
+        progress; hand it more from the backlog."""
+        backlog = self.backlog
+        if backlog is None or self.closed:
+            return
+        backlog.paused = False
+        backlog.progress_at = self.server.loop.time()
+        self._drain(backlog)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
             self.closed = True
             self.front.closing("connection reset" if exc else "connection closed", abort=False)
         self.cancel_timer()
+        self._forget_backlog()
         self.front.lost()
         if self.admitted:
             self.admitted = False
@@ -267,13 +294,18 @@ class Connection(asyncio.Protocol):
 
     # -- the Link: what the front end may ask of its connection ---------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, lobby: str | None = None, /) -> None:
         """Queue `data`; the server writes each connection's queue once per loop turn.
 
         One write per connection per loop turn instead of one per line: each write
         is a send() system call, by far the largest cost of a delivery, and a
         backlog after any stall goes out in one piece instead of line by line.
+        `lobby` marks a chat line, which a reader far behind may skip.
         """
+        backlog = self.backlog
+        if backlog is not None:
+            self._behind(backlog, data, lobby)
+            return
         outbox = self.outbox
         if outbox is None:
             self.outbox = [data]
@@ -287,10 +319,74 @@ class Connection(asyncio.Protocol):
         if outbox is None:
             return
         self.outbox = None
-        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            transport.write(self._framed(outbox))
+
+    def _framed(self, lines: list[bytes]) -> bytes:
+        stamp = self.stamp
+        if stamp is not None:
+            lines = [stamp(line) for line in lines]
+        return lines[0] if len(lines) == 1 else b"".join(lines)
+
+    # -- a reader behind (the policy is gochat.backlog's) --------------------------
+
+    def _behind(self, backlog: Backlog, data: bytes, lobby: str | None) -> None:
+        config = self.server.config
+        backlog.add(data, lobby, config.sendq_bytes)
+        budget = self.server.output_budget
+        if budget.over:
+            budget.trim()
+        transport = self.transport
+        unsent = backlog.kept + (transport.get_write_buffer_size() if transport else 0)
+        if unsent > config.sendq_hard:
+            self._drop("SendQ exceeded", f"{unsent} bytes unsent")
+        elif not backlog.paused:
+            self._drain(backlog)
+
+    def _drain(self, backlog: Backlog) -> None:
+        """Hand the transport what it takes without pausing; flowing again once all is out."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        while not backlog.paused and not backlog.empty:
+            room = TRANSPORT_HIGH + 1 - transport.get_write_buffer_size()
+            lines = backlog.take(room, self.front.skipped)
+            transport.write(self._framed(lines))  # may pause writing again
+        if backlog.empty and not backlog.paused:
+            self._forget_backlog()
+
+    def _watch_soon(self, backlog: Backlog) -> None:
+        period = min(1.0, self.server.config.stall_timeout / 3)
+        backlog.watch = self.server.loop.call_later(period, self._watch)
+
+    def _watch(self) -> None:
+        """While behind: has the reader taken anything since the last look? If nothing
+        for GOCHAT_STALL_TIMEOUT, it has stopped reading: drop it."""
+        backlog, transport = self.backlog, self.transport
+        if backlog is None or transport is None or self.closed:
+            return
+        now = self.server.loop.time()
+        buffered = transport.get_write_buffer_size()
+        if buffered < backlog.buffered:
+            backlog.progress_at = now
+        backlog.buffered = buffered
+        stalled = now - backlog.progress_at
+        if stalled >= self.server.config.stall_timeout:
+            self._drop("stalled", f"nothing read for {stalled:.1f} s")
+        else:
+            self._watch_soon(backlog)
+
+    def _drop(self, reason: str, detail: str) -> None:
+        """A stopped reader or one past the hard cap: reset it; the user leaves in `lost`."""
+        log.warning("%s for %s (%s); dropping", reason, self.front.who(), detail)
+        self.front.closing(reason, abort=True)
+        self.close(abort=True)
+
+    def _forget_backlog(self) -> None:
+        backlog, self.backlog = self.backlog, None
+        if backlog is not None:
+            backlog.close()
 
     def close(self, *, abort: bool = False) -> None:
         """Stop all I/O: flush and close by the FIN/RST policy, or reset at once (`abort`)."""
@@ -302,6 +398,7 @@ class Connection(asyncio.Protocol):
             return
         if abort or self.handshaking:  # mid-handshake there is nothing to flush
             self.outbox = None
+            self._forget_backlog()
             reset(transport)
         else:
             self.flush()

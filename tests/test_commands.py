@@ -113,7 +113,7 @@ class Ctx:
         self.server = server
         self.chunks: list[bytes] = []
         self.client = Client(
-            name, self.chunks.append, limiter=MessageLimiter.create(5, 10, 30), mode=PLAIN_TEXT
+            name, self.write, limiter=MessageLimiter.create(5, 10, 30), mode=PLAIN_TEXT
         )
         assert core.login(self.client)
         self.ip_key = ip
@@ -123,6 +123,9 @@ class Ctx:
 
     def quit(self, reason: str, farewell: str) -> None:
         self.quits.append((reason, farewell))
+
+    def write(self, data: bytes, lobby: str | None = None) -> None:
+        self.chunks.append(data)
 
     def monotonic(self) -> float:
         return self.now

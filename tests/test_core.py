@@ -24,7 +24,7 @@ class Inbox:
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, lobby: str | None = None) -> None:
         self.chunks.append(data)
 
     @property

@@ -35,6 +35,7 @@ from gochat.events import (
     Presence,
     Raw,
     Replay,
+    Skipped,
     TagNotice,
     Welcome,
 )
@@ -479,6 +480,7 @@ SAMPLES: dict[type, tuple[Event, dict[str, Any]]] = {
         {"type": "notice", "text": "You are now in #dev", "level": "success"},
     ),
     Farewell: (Farewell("Goodbye!"), {"type": "farewell", "text": "Goodbye!"}),
+    Skipped: (Skipped("general", 12), {"type": "skipped", "lobby": "general", "count": 12}),
     Welcome: (
         Welcome("al", "general", "🐶"),
         {"type": "welcome", "name": "al", "lobby": "general", "picture": "🐶"},

@@ -29,7 +29,7 @@ class RecordingLink:
         self.paused = False
         self.timer: float | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, lobby: str | None = None) -> None:
         self.sent += data
 
     def close(self, *, abort: bool = False) -> None:

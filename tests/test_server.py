@@ -221,8 +221,9 @@ async def test_message_over_limit_refused(make_server):
 
 
 async def test_slow_reader_others_receive_in_order(make_server):
-    """Every one of the 2000 lines reaches a healthy reader, in order, while a slow one is shed."""
-    server = await make_server(rate_messages=0)
+    """Every one of the 2000 lines reaches a healthy reader, in order, while one that stopped
+    reading is shed once it has taken nothing for GOCHAT_STALL_TIMEOUT."""
+    server = await make_server(rate_messages=0, stall_timeout=1.0, socket_sndbuf=8192)
     port = server.ports["plain"]
     sender = await (await ChatClient.connect(port)).login("sender")
     reader = await (await ChatClient.connect(port)).login("reader")
@@ -241,6 +242,8 @@ async def test_slow_reader_others_receive_in_order(make_server):
     seen = [int(part[1:6]) for part in text.split("╰─> ")[1:]]
     assert seen == list(range(count))
     await wait_until(lambda: "slowpoke" not in server.core.clients, what="slow client dropped")
+    assert server.core.counters.disconnects["stalled"] == 1
+    assert "sender" in server.core.clients and "reader" in server.core.clients
     for client in (sender, reader, slow):
         await client.close()
 

@@ -52,6 +52,7 @@ from gochat.events import (
     Presence,
     Raw,
     Replay,
+    Skipped,
     TagNotice,
     Welcome,
 )
@@ -352,6 +353,7 @@ _SHAPES = _shapes(
         Presence: "presence: name picture lobby move other",
         Notice: "notice: text level",
         Welcome: "welcome: name lobby picture",
+        Skipped: "skipped: lobby count",
         Farewell: "farewell: text",
         MemberList: "members: lobby members you",
         Member: "name picture",

@@ -31,8 +31,6 @@ from gochat.frontends.json_codec import (
 from gochat.frontends.lines import Host, LineFrontEnd, State
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from gochat.transport import Connection
 
 
@@ -59,6 +57,7 @@ class JsonFrontEnd(LineFrontEnd):
     def __init__(self, server: Host, link: Connection) -> None:
         super().__init__(server, link, JSON)
         self.seq = 0
+        link.stamp = self._number
         self.re: Id | None = None  # the id of the request being answered
 
     # -- the dialect ------------------------------------------------------------------
@@ -70,9 +69,6 @@ class JsonFrontEnd(LineFrontEnd):
     @staticmethod
     def _offered(name: str) -> Command | None:
         return REGISTRY.get(name, DIALECT)
-
-    def output(self) -> Callable[[bytes], None]:
-        return self._numbered
 
     def refusal(self, text: str) -> bytes:
         return encode_error("refused", text)
@@ -130,9 +126,10 @@ class JsonFrontEnd(LineFrontEnd):
     def _error(self, code: str, text: str) -> None:
         self.client.write(encode_error(code, text, re=self.re))
 
-    def _numbered(self, data: bytes) -> None:
-        """Number each line this connection gets (`seq`), so a client can see a gap."""
-        if not data:
-            return
+    def _number(self, line: bytes) -> bytes:
+        """Number each line as it is handed to the transport (`seq`), so a client can see a
+        gap; lines a slow reader skipped were never handed over, and are told instead."""
+        if not line:
+            return line
         self.seq += 1
-        self.link.write(with_seq(data, self.seq))
+        return with_seq(line, self.seq)

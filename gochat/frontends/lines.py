@@ -27,6 +27,7 @@ from gochat.clients import Client, OutputMode
 from gochat.command_table import Args, Command, Cost, Phase, Services
 from gochat.commands import REGISTRY, check_allowed
 from gochat.errors import UserError
+from gochat.events import Skipped
 from gochat.frontends.dialect import Dialect
 from gochat.frontends.pump import LinePump
 from gochat.ratelimit import MessageLimiter, Verdict
@@ -110,9 +111,9 @@ class LineFrontEnd(Dialect, LinePump):
             mode=mode,
         )
 
-    def output(self) -> Callable[[bytes], None]:
-        """Where this user's bytes go: the connection's write (JSON numbers each line)."""
-        return self.link.write
+    def skipped(self, lobby: str, count: int) -> bytes:
+        """The line saying a slow reader skipped `count` chat lines (transport.FrontEnd)."""
+        return self.client.mode.render(Skipped(lobby, count))
 
     # -- what handlers may use (commands.Context) ------------------------------
 
@@ -142,7 +143,7 @@ class LineFrontEnd(Dialect, LinePump):
 
     def start(self) -> None:
         self.client.address = self.link.address
-        self.client.write = self.output()
+        self.client.write = self.link.write
         self.last_activity = self.server.loop.time()
         self.link.set_timer(self.last_activity + self.server.config.name_timeout)
         self.greet()
@@ -329,5 +330,5 @@ class LineFrontEnd(Dialect, LinePump):
             self.core.logout(self.client, reason)
 
 
-def _write_nothing(data: bytes) -> None:
+def _write_nothing(data: bytes, lobby: str | None = None, /) -> None:
     """Output before the connection has started goes nowhere."""

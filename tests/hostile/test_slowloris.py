@@ -76,11 +76,12 @@ async def _trickle(socks: list[socket.socket], stop: asyncio.Event) -> None:
 
 
 async def test_slowloris_and_stalled_readers(make_server):
-    """1000 slow attackers are shed by the name timeout and the send-queue cap; chat flows."""
+    """1000 slow attackers are shed by the name timeout and the stall timeout; chat flows."""
     server = await make_server(
         name_timeout=NAME_TIMEOUT,
         sendq_bytes=65536,
         socket_sndbuf=4096,
+        stall_timeout=3.0,
         rate_messages=60,
         max_connections=2000,
     )
