@@ -159,7 +159,9 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
     gap_ms = worst["max_gap_ns"] / 1e6
     gap_at = worst["max_gap_at_ns"] / 1e9
     sendq = "SendQ exceeded" in stderr
-    dropped = bool(dropped_at) or ending in ("eof", "reset") or sendq
+    stalled = "stalled for" in stderr  # dropped after GOCHAT_STALL_TIMEOUT of no reading
+    dropped = bool(dropped_at) or ending in ("eof", "reset") or sendq or stalled
+    sender = next((r for r in results if r["label"] == "sender"), None)
     gen = {r["label"]: r["cpu"] / r["wall"] if r["wall"] else 0.0 for r in results}
     busy = machine_busy_cores(machine0, machine1)
     result: dict[str, Any] = {
@@ -183,6 +185,8 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         "slow_read_ending": ending,
         "slow_bytes_left": leftover,
         "server_logged_sendq": sendq,
+        "server_logged_stall": stalled,
+        "sender_closed": bool(sender and sender["closed"]),
         "server_rss_kib": {"before": rss_before, "peak": peak[0], "after": rss_after},
         "server_rss_growth_kib": peak[0] - rss_before,
         "server_cpu_s": round(cpu1 - cpu0, 3),
@@ -200,7 +204,8 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         f"slow client dropped: {dropped} (reset seen while not reading: "
         + (f"at {dropped_at[0]:.3f}s" if dropped_at else "no")
         + f"; reading afterwards ended: {ending} after {leftover} B; "
-        f"'SendQ exceeded' logged: {sendq})",
+        f"'SendQ exceeded' logged: {sendq}; stall logged: {stalled}; "
+        f"sender dropped: {bool(sender and sender['closed'])})",
         f"server RSS {rss_before} -> peak {peak[0]} -> {rss_after} KiB "
         f"(growth {peak[0] - rss_before} KiB)",
         "generator CPU: " + ", ".join(f"{k} {v:.0%}" for k, v in gen.items()),

@@ -11,8 +11,8 @@ the lobby of each chat line, and the rules are:
 - what is not a chat line (a DM, a notice, an answer to a command) is never
   skipped; if it alone passes the hard cap (GOCHAT_SENDQ_HARD), the reader
   is dropped;
-- a reader that drains nothing for GOCHAT_STALL_TIMEOUT is dropped (the
-  connection's clock, not this module's, says when);
+- a reader that drains nothing for GOCHAT_STALL_TIMEOUT is dropped
+  (gochat.stalls sees that);
 - all backlogs together stay under GOCHAT_OUTPUT_BUDGET: past it, the
   largest are trimmed first (`OutputBudget`).
 
@@ -24,10 +24,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import asyncio
 
 Skipped = dict[str, int]
 """Chat lines skipped, by lobby, since the reader last got a line."""
@@ -40,24 +36,10 @@ makes it once per burst."""
 class Backlog:
     """One connection's output that waits for its transport, oldest first."""
 
-    __slots__ = (
-        "budget",
-        "buffered",
-        "items",
-        "kept",
-        "paused",
-        "progress_at",
-        "size",
-        "skipped",
-        "watch",
-    )
+    __slots__ = ("budget", "items", "kept", "paused", "size", "skipped")
 
     def __init__(self, budget: OutputBudget | None = None) -> None:
-        # The connection's own bookkeeping while it is behind (its transport, its clock):
         self.paused = False  # the transport is over its high mark: nothing more goes to it
-        self.progress_at = 0.0  # when the reader last took something
-        self.buffered = 0  # the transport's buffer at the last look
-        self.watch: asyncio.TimerHandle | None = None  # the next look
         self.items: deque[tuple[bytes, str | None]] = deque()  # (line, lobby of a chat line)
         self.size = 0  # bytes in `items`
         self.kept = 0  # of which never skipped (not chat lines)
@@ -124,9 +106,6 @@ class Backlog:
 
     def close(self) -> None:
         """The connection is gone or flowing again: give its bytes back to the budget."""
-        if self.watch is not None:
-            self.watch.cancel()
-            self.watch = None
         self._grew(-self.size, -self.kept)
         self.items.clear()
         if self.budget is not None:

@@ -15,7 +15,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from gochat import greeting
 from gochat.backlog import OutputBudget
@@ -29,6 +29,7 @@ from gochat.listeners import Listeners
 from gochat.metrics import MetricsServer
 from gochat.ratelimit import ConnectionCounter, GuessLimiter, ip_key
 from gochat.rox import Rox
+from gochat.stalls import StallWatch
 from gochat.store import Store, StoreError
 from gochat.transport import Connection, FrontEnd, drop_closing
 
@@ -67,6 +68,7 @@ class ChatServer:
         )
         self.sessions: set[Connection] = set()
         self.output_budget = OutputBudget(config.output_budget)  # every reader's backlog
+        self.stalls = StallWatch(config.stall_timeout)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.listeners = Listeners(config, self)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,6 +113,7 @@ class ChatServer:
         self.listeners.log_addresses()
         log.info("%s", self.assistant.status())
         self.spawn(self._prune_lobbies())
+        self.spawn(self._watch_stalls())
 
     async def bind(self) -> None:
         """Bind the chat listeners (TLS if one is loaded) and the metrics endpoint.
@@ -156,6 +159,7 @@ class ChatServer:
 
     def release(self, session: Connection) -> None:
         self.sessions.discard(session)
+        self.stalls.forget(session)
         self.counter.release(session.ip_key)
         if self._closing and not self.sessions:
             self._drained.set()
@@ -192,6 +196,14 @@ class ChatServer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    async def _watch_stalls(self) -> None:
+        """A few looks per GOCHAT_STALL_TIMEOUT for readers that stopped (gochat.stalls)."""
+        watch = self.stalls
+        while True:
+            await asyncio.sleep(min(1.0, watch.timeout / 3))
+            for connection in watch.look(self.sessions, self.loop.time()):
+                cast(Connection, connection).drop_stalled(watch.timeout)
 
     async def _prune_lobbies(self) -> None:
         interval = min(PRUNE_INTERVAL, max(1.0, self.config.lobby_idle_minutes * 60 / 4))

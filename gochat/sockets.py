@@ -14,6 +14,14 @@ import contextlib
 import socket
 import struct
 
+try:  # Linux: the kernel's unsent bytes of a socket (SIOCOUTQ is TIOCOUTQ there)
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover - other platforms
+    _OUTQ = None
+
 CLOSE_LINGER = 5.0  # seconds a closing connection may take to flush its last lines
 FIN_GRACE = 1.0  # seconds a client may take to close after our FIN before it is reset
 # TCP states in which the peer has acknowledged our FIN, hence every byte before it.
@@ -101,11 +109,25 @@ def drop_closing(transport: asyncio.Transport) -> None:
         transport.abort()
 
 
+def kernel_unsent(sock: socket.socket | None) -> int:
+    """Bytes in the kernel's send queue of `sock` not yet taken by the peer (Linux
+    SIOCOUTQ); 0 where the kernel cannot say. How a stopped reader is seen while its
+    backlog still fits in the kernel's autotuned buffer (gochat.stalls)."""
+    if sock is None or _OUTQ is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", answer)[0])
+
+
 def tune_socket(sock: socket.socket, sndbuf: int) -> None:
     """Keepalive finds half-open peers; no Nagle, chat lines are small and urgent.
 
-    A bounded kernel send buffer keeps a stalled reader's backlog in our send
-    queue, where the cap sees it, instead of in up to megabytes of kernel memory.
+    The kernel's send buffer is its own (autotuned) unless GOCHAT_SOCKET_SNDBUF
+    says otherwise: a reader behind a burst then waits in the kernel, not in
+    our process, and gochat.stalls still sees one that stopped.
     """
     try:
         if sndbuf:

@@ -22,7 +22,7 @@ from typing import Protocol, cast
 
 from gochat.backlog import Backlog, OutputBudget
 from gochat.config import Config
-from gochat.sockets import close_within, drop_closing, reset, tune_socket
+from gochat.sockets import close_within, drop_closing, kernel_unsent, reset, tune_socket
 from gochat.wire import sniff_foreign
 
 # drop_closing is re-exported: gochat/server.py imports it from here.
@@ -133,6 +133,7 @@ class Connection(asyncio.Protocol):
         "timer",
         "tls",
         "transport",
+        "written",
     )
 
     def __init__(
@@ -159,6 +160,7 @@ class Connection(asyncio.Protocol):
         self.outbox: list[bytes] | None = None
         self.backlog: Backlog | None = None  # set while the reader is behind (gochat.backlog)
         self.stamp: Callable[[bytes], bytes] | None = None  # per-line framing (JSON: seq)
+        self.written = 0  # bytes handed to the transport since gochat.stalls last looked
         self.front = front_end(self)
 
     # -- asyncio callbacks ------------------------------------------------------
@@ -262,22 +264,16 @@ class Connection(asyncio.Protocol):
         where a slow reader's oldest chat lines can still be skipped (gochat.backlog)."""
         if self.closed or self.transport is None:
             return
-        backlog = self.backlog
-        if backlog is None:
-            backlog = self.backlog = Backlog(self.server.output_budget)
-            backlog.progress_at = self.server.loop.time()
-            backlog.buffered = self.transport.get_write_buffer_size()
-            self._watch_soon(backlog)
-        backlog.paused = True
+        if self.backlog is None:
+            self.backlog = Backlog(self.server.output_budget)
+        self.backlog.paused = True
 
     def resume_writing(self) -> None:
-        """The reader took enough to bring the transport under its low mark: that is
-        progress; hand it more from the backlog."""
+        """The reader took enough to bring the transport under its low mark: hand it more."""
         backlog = self.backlog
         if backlog is None or self.closed:
             return
         backlog.paused = False
-        backlog.progress_at = self.server.loop.time()
         self._drain(backlog)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -321,7 +317,9 @@ class Connection(asyncio.Protocol):
         self.outbox = None
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(self._framed(outbox))
+            data = self._framed(outbox)
+            self.written += len(data)
+            transport.write(data)
 
     def _framed(self, lines: list[bytes]) -> bytes:
         stamp = self.stamp
@@ -351,31 +349,27 @@ class Connection(asyncio.Protocol):
             return
         while not backlog.paused and not backlog.empty:
             room = TRANSPORT_HIGH + 1 - transport.get_write_buffer_size()
-            lines = backlog.take(room, self.front.skipped)
-            transport.write(self._framed(lines))  # may pause writing again
+            data = self._framed(backlog.take(room, self.front.skipped))
+            self.written += len(data)
+            transport.write(data)  # may pause writing again
         if backlog.empty and not backlog.paused:
             self._forget_backlog()
 
-    def _watch_soon(self, backlog: Backlog) -> None:
-        period = min(1.0, self.server.config.stall_timeout / 3)
-        backlog.watch = self.server.loop.call_later(period, self._watch)
+    def progress(self) -> tuple[int, int]:
+        """(bytes waiting for the reader now, bytes handed to the transport since the
+        last call): what gochat.stalls judges a stopped reader by. The backlog is not
+        counted: skipping from it is not the reader taking anything."""
+        handed, self.written = self.written, 0
+        transport = self.transport
+        if transport is None or self.closed:
+            return 0, handed
+        waiting = transport.get_write_buffer_size()
+        return waiting + kernel_unsent(transport.get_extra_info("socket")), handed
 
-    def _watch(self) -> None:
-        """While behind: has the reader taken anything since the last look? If nothing
-        for GOCHAT_STALL_TIMEOUT, it has stopped reading: drop it."""
-        backlog, transport = self.backlog, self.transport
-        if backlog is None or transport is None or self.closed:
-            return
-        now = self.server.loop.time()
-        buffered = transport.get_write_buffer_size()
-        if buffered < backlog.buffered:
-            backlog.progress_at = now
-        backlog.buffered = buffered
-        stalled = now - backlog.progress_at
-        if stalled >= self.server.config.stall_timeout:
-            self._drop("stalled", f"nothing read for {stalled:.1f} s")
-        else:
-            self._watch_soon(backlog)
+    def drop_stalled(self, seconds: float) -> None:
+        """gochat.stalls found this reader took nothing for `seconds` while output waited."""
+        if not self.closed:
+            self._drop("stalled", f"nothing read for {seconds:g} s")
 
     def _drop(self, reason: str, detail: str) -> None:
         """A stopped reader or one past the hard cap: reset it; the user leaves in `lost`."""
