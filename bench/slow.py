@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rcvbuf", type=int, default=4096, help="slow client's SO_RCVBUF")
     parser.add_argument("--procs", type=int, default=1, help="processes for healthy users (1)")
     parser.add_argument("--drain", type=float, default=5.0, help="seconds for stragglers")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="seconds the slow client goes on not reading after the others are done, "
+        "to see it dropped by GOCHAT_STALL_TIMEOUT (0)",
+    )
 
 
 def tcp_state(sock: socket.socket) -> int:
@@ -139,6 +146,10 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
                 handles, ("expect", sent, time.monotonic_ns() + int(args.drain * 1e9))
             )
             results = [m[1] for m in workers.wait_for(handles, "result", args.drain + 60, tick)]
+            held_until = time.monotonic() + args.hold
+            while not dropped_at and time.monotonic() < held_until:
+                tick()
+                time.sleep(0.05)  # polling the slow socket's TCP state, which reads nothing
             cpu1, machine1 = server.cpu(), machine_cpu()
             rss_after = server.rss_kib()
             state = tcp_state(slow)
