@@ -51,7 +51,10 @@ COUNTERS = (
     ("deliveries", "Lines delivered to recipients (one message to ten people is ten)."),
     ("rate_limited", "Messages refused by the per-user rate limit."),
     ("flood_disconnects", "Users disconnected for flooding past the rate limit."),
-    ("sendq_disconnects", "Clients dropped because their unsent output passed the send-queue cap."),
+    (
+        "sendq_disconnects",
+        "Readers dropped for their output: stopped (GOCHAT_STALL_TIMEOUT) or past the hard cap.",
+    ),
 )
 
 
