@@ -92,7 +92,7 @@ class ChatCore(Speech):
         if not self.clients.add(client):
             return False
         self.counters.logins += 1
-        log.info("login %s from %s", client.name, client.address)
+        log.debug("login %s from %s", client.name, client.address)
         general = self.lobbies.general
         send(Welcome(client.name, general.name, client.picture), client)
         self._arrive(client, general, Move.CONNECTED)
@@ -110,7 +110,7 @@ class ChatCore(Speech):
                 self._depart(client, lobby, Move.DISCONNECTED)
         client.others = ()
         client.current = None
-        log.info("logout %s (%s)", client.name, reason)
+        log.debug("logout %s (%s)", client.name, reason)
 
     def set_picture(self, client: Client, picture: str) -> None:
         client.picture = picture

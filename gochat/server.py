@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from gochat import greeting
+from gochat import activity, greeting
 from gochat.backlog import OutputBudget
 from gochat.chat import ChatCore
 from gochat.config import Config
@@ -69,6 +69,7 @@ class ChatServer:
         self.sessions: set[Connection] = set()
         self.output_budget = OutputBudget(config.output_budget)  # every reader's backlog
         self.stalls = StallWatch(config.stall_timeout)
+        self.activity = activity.Activity(self.core.counters)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.listeners = Listeners(config, self)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,6 +115,7 @@ class ChatServer:
         log.info("%s", self.assistant.status())
         self.spawn(self._prune_lobbies())
         self.spawn(self._watch_stalls())
+        self.spawn(self._report_activity())
 
     async def bind(self) -> None:
         """Bind the chat listeners (TLS if one is loaded) and the metrics endpoint.
@@ -154,7 +156,7 @@ class ChatServer:
             return TOO_MANY_FROM_IP if refusal == "ip" else SERVER_FULL
         self.sessions.add(session)
         self.core.counters.connections_accepted += 1
-        log.info("connect %s (%s)", session.address, session.listener)
+        log.debug("connect %s (%s)", session.address, session.listener)
         return None
 
     def release(self, session: Connection) -> None:
@@ -196,6 +198,17 @@ class ChatServer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    async def _report_activity(self) -> None:
+        """Once a minute, one line for all the connections (gochat.activity)."""
+        while True:
+            await asyncio.sleep(activity.EVERY)
+            self._log_activity()
+
+    def _log_activity(self) -> None:
+        line = self.activity.line(self.core.counters)
+        if line is not None:
+            log.info("%s", line)
 
     async def _watch_stalls(self) -> None:
         """A few looks per GOCHAT_STALL_TIMEOUT for readers that stopped (gochat.stalls)."""
@@ -247,6 +260,7 @@ class ChatServer:
             await self.journal.close()  # every queued write, within GOCHAT_STORE_CLOSE_TIMEOUT
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.assistant.close(), 1.0)
+        self._log_activity()
         log.info("shutdown complete")
 
     async def _drain(self, grace: float) -> None:

@@ -450,13 +450,11 @@ def test_lobby_lifecycle_is_logged(core, clock, caplog):
     core.prune_lobbies()
     core.logout(alice, "quit")
     assert caplog.messages == [
-        "login alice from ",
         "lobby music created by alice (public)",
         "lobby vault created by alice (private)",
         "lobby music removed after inactivity",
         "lobby vault removed after inactivity",
-        "logout alice (quit)",
-    ]
+    ]  # logins and logouts are DEBUG: at INFO they are counted once a minute (gochat.activity)
 
 
 def test_a_lobby_goes_once_idle_exactly_the_configured_time(core, clock):

@@ -415,7 +415,6 @@ async def test_log_has_no_passwords_and_bodies_only_at_debug(daemon, tmp_path, l
         await bob.expect("dm-marker-a4c8")
         await alice.send("/quit")
         await alice.read_until_closed()
-        await d.wait_for("logout alice")
         assert await d.stop() == 0
     finally:
         await alice.close()
@@ -440,7 +439,8 @@ async def test_plain_text_on_the_tls_port_is_not_an_error(daemon, tmp_path, cert
         await client.read_until_closed()
     finally:
         await client.close()
-    await d.wait_for(r"disconnect 127\.0\.0\.1: ")
     assert await d.stop() == 0
+    # The failed handshake is counted in the activity line shutdown writes, not an error.
+    assert re.search(r"activity: 1 connections, .* 1 disconnects \(connection reset 1\)", d.stderr)
     assert not re.search(r"\b(ERROR|CRITICAL)\b", d.stderr), d.stderr
     assert "Traceback" not in d.stderr

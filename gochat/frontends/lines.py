@@ -324,7 +324,7 @@ class LineFrontEnd(Dialect, LinePump):
         self.client.detach()
         if self.task is not None:
             self.task.cancel()
-        log.info("disconnect %s: %s", self.who(), reason)
+        log.debug("disconnect %s: %s", self.who(), reason)
         self.core.counters.disconnects[reason] += 1
         if logged_in and not abort:
             self.core.logout(self.client, reason)
