@@ -63,7 +63,10 @@ class ChatCore(Speech):
         self.lobbies = LobbyManager(now=clock(), history_size=max(config.replay_max, HISTORY_RING))
         # Who hears what the core emits: this process's users first; the journal when
         # there is a store (and later a link to other processes) are added by the server.
-        self.sinks: list[Sink] = [LocalDelivery(self.clients, self.lobbies, self.counters)]
+        self.delivery = LocalDelivery(
+            self.clients, self.lobbies, self.counters, config.presence_batch
+        )
+        self.sinks: list[Sink] = [self.delivery]
         self.closing = False  # set at shutdown: everyone leaves, nobody is told about it
         self._last_id = 0
 

@@ -119,6 +119,12 @@ class Config:
         "bytes waiting for all readers together; past it the largest backlogs are trimmed",
         minimum=65536,
     )
+    presence_batch: int = setting(
+        5,
+        "GOCHAT_PRESENCE_BATCH",
+        "arrivals and departures in one lobby at once past which members get one line for all",
+        minimum=1,
+    )
     socket_sndbuf: int = setting(
         0,
         "GOCHAT_SOCKET_SNDBUF",

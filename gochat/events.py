@@ -84,6 +84,16 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceBatch:
+    """Many arrived in or left `lobby` at once (a storm, a big lobby): one event for all,
+    instead of one line per person to every member (gochat.delivery)."""
+
+    lobby: str
+    arrived: tuple[str, ...]
+    departed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """A one-line message from the server to one user (or a lobby)."""
 
@@ -223,6 +233,7 @@ Event = (
     | DirectMessage
     | TagNotice
     | Presence
+    | PresenceBatch
     | Notice
     | Welcome
     | Skipped

@@ -30,6 +30,7 @@ from gochat.events import (
     Notice,
     PictureList,
     Presence,
+    PresenceBatch,
     Raw,
     Replay,
     Skipped,
@@ -164,6 +165,29 @@ def _(event: Presence, s: Style) -> str:
     colour = GREEN if event.arriving else DIM
     sign = "→" if event.arriving else "←"
     return s(colour, f"{sign} {event.picture} {event.name} {presence_phrase(event)}") + "\n"
+
+
+BATCH_NAMES = 5  # names a coalesced presence line spells out; the rest are counted
+
+
+def _people(names: tuple[str, ...]) -> str:
+    shown = ", ".join(names[:BATCH_NAMES])
+    more = len(names) - BATCH_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+@_text.register
+def _(event: PresenceBatch, s: Style) -> str:
+    lines = []
+    for names, sign, colour, did in (
+        (event.arrived, "→", GREEN, "joined"),
+        (event.departed, "←", DIM, "left"),
+    ):
+        if names:
+            who = "person" if len(names) == 1 else "people"
+            text = f"{sign} {len(names)} {who} {did} #{event.lobby}: {_people(names)}"
+            lines.append(s(colour, text) + "\n")
+    return "".join(lines)
 
 
 @_text.register

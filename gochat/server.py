@@ -109,6 +109,7 @@ class ChatServer:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         self.started_at, self.started_wall = self.monotonic(), time.time()
+        self.core.delivery.later = self._loop.call_later  # presence waits for the turn's end
         self.listeners.load_tls()
         await self.bind()
         self.listeners.log_addresses()

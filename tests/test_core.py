@@ -9,6 +9,7 @@ import pytest
 from gochat.changes import InLobby, LobbyDeleted, LobbySaved, LobbyTouched, ToUsers
 from gochat.chat import ChatCore
 from gochat.clients import Client
+from gochat.delivery import LARGE_LOBBY, WINDOW
 from gochat.errors import UserError
 from gochat.events import ChatMessage, DirectMessage
 from gochat.fanout import deliver
@@ -745,3 +746,73 @@ def test_every_sink_hears_the_same_stream_with_audiences(core):
     seen.clear()
     core.create_lobby(alice, "dev", "d", None)
     assert ("LobbySaved", None) in seen
+
+
+# --- presence coalesced (gochat.delivery) -------------------------------------------------
+
+
+class Turns:
+    """A stand-in for loop.call_later: callbacks wait until the test ends the turn."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, object]] = []
+
+    def __call__(self, delay: float, callback) -> None:
+        self.calls.append((delay, callback))
+
+    def end(self) -> list[float]:
+        calls, self.calls = self.calls, []
+        for _, callback in calls:
+            callback()
+        return [delay for delay, _ in calls]
+
+
+def test_a_few_departures_in_one_turn_are_told_one_by_one(core):
+    turns = core.delivery.later = Turns()
+    _watcher, seen = join(core, "watcher")
+    leavers = [join(core, f"u{i}")[0] for i in range(3)]
+    turns.end()
+    seen.clear()
+    for client in leavers:
+        core.logout(client, "quit")
+    assert seen.text == ""  # nothing until the turn ends
+    assert turns.end() == [0.0]
+    assert seen.text.count("left the chat") == 3
+
+
+def test_many_departures_in_one_turn_are_one_line(core):
+    """Past GOCHAT_PRESENCE_BATCH (5) at once: one line, with the count and a few names."""
+    turns = core.delivery.later = Turns()
+    _watcher, seen = join(core, "watcher")
+    leavers = [join(core, f"u{i}")[0] for i in range(40)]
+    turns.end()
+    seen.clear()
+    for client in leavers:
+        core.logout(client, "quit")
+    turns.end()
+    assert seen.text == "← 40 people left #general: u0, u1, u2, u3, u4 and 35 more\r\n"
+
+
+def test_a_message_sends_the_waiting_presence_first(core):
+    """Nobody reads a line from someone before the line saying they arrived."""
+    turns = core.delivery.later = Turns()
+    _watcher, seen = join(core, "watcher")
+    turns.end()
+    seen.clear()
+    newcomer, _ = join(core, "newcomer")
+    core.say(newcomer, "hi all")
+    text = seen.text
+    assert text.index("newcomer joined the chat") < text.index("hi all")
+    turns.end()  # the waiting presence went with the message: nothing twice
+    assert seen.text.count("newcomer joined") == 1
+
+
+def test_in_a_large_lobby_presence_waits_up_to_a_second(core):
+    """Past LARGE_LOBBY members, arrivals are gathered for WINDOW seconds: a login storm
+    costs the lobby one line a second, not one line per login to everyone."""
+    turns = core.delivery.later = Turns()
+    for i in range(LARGE_LOBBY + 1):
+        join(core, f"m{i}")
+    turns.end()
+    join(core, "late0")
+    assert turns.end() == [WINDOW]

@@ -33,6 +33,7 @@ from gochat.events import (
     Notice,
     PictureList,
     Presence,
+    PresenceBatch,
     Raw,
     Replay,
     Skipped,
@@ -481,6 +482,11 @@ SAMPLES: dict[type, tuple[Event, dict[str, Any]]] = {
     ),
     Farewell: (Farewell("Goodbye!"), {"type": "farewell", "text": "Goodbye!"}),
     Skipped: (Skipped("general", 12), {"type": "skipped", "lobby": "general", "count": 12}),
+    PresenceBatch: (
+        PresenceBatch("general", ("al", "bo"), ("cy",)),
+        {"type": "presence_batch", "lobby": "general", "arrived": ["al", "bo"]}
+        | {"departed": ["cy"]},
+    ),
     Welcome: (
         Welcome("al", "general", "🐶"),
         {"type": "welcome", "name": "al", "lobby": "general", "picture": "🐶"},

@@ -58,6 +58,7 @@ async def tls_server(make_server, cert: tuple[Path, Path]):
         tls_handshake_timeout=HANDSHAKE_TIMEOUT,
         rate_messages=50,
         bcrypt_rounds=10,
+        presence_batch=100,  # each departure on its own line, so each can be checked by name
     )
 
 
