@@ -417,7 +417,8 @@ class Server:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is not None and self.proc is not None:
+        failed = self.proc is not None and self.proc.returncode not in (0, None)
+        if (exc_type is not None or failed) and self.proc is not None:
             tail = self.stderr_text().splitlines()[-15:]
             if tail:
                 print("server log (last lines):", *tail, sep="\n  ", file=sys.stderr)

@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them all (5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-login timeout (s)")
     parser.add_argument(
+        "--leave",
+        action="store_true",
+        help="after the hold, every client closes at once and SIGTERM follows at once: "
+        "server_stop_s is then how long the daemon takes to exit in a departure storm",
+    )
+    parser.add_argument(
         "--tls",
         action="store_true",
         help="connect over TLS (a throwaway self-signed certificate made with openssl)",
@@ -191,6 +197,10 @@ async def _scenario(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(args.hold)
     rss_held = server.rss_kib()
     held = sum(1 for c in clients if not c.lost)
+    if args.leave:  # a departure storm, SIGTERM right behind it
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()
     stop_started = time.perf_counter()
     exit_code = await asyncio.get_running_loop().run_in_executor(None, server.stop)
     stop_time = time.perf_counter() - stop_started
@@ -259,6 +269,7 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         "nofile": {"generator": [soft, hard], "server": list(limits) if limits else None},
         "server_exit": m["exit_code"],
         "server_stop_s": round(m["stop_s"], 2),
+        "leave_storm": args.leave,
         "server_log_problems": m["problems"],
     }
     lines = [
@@ -277,7 +288,8 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         f"{m['generator_cpu']:.0%}; machine busy {m['busy']:.2f} of 2 cores",
         f"open-file limits: generator {soft}/{hard}, server "
         f"{'/'.join(map(str, limits)) if limits else '?'}",
-        f"server exit code {m['exit_code']} after {m['stop_s']:.1f}s of shutdown",
+        f"server exit code {m['exit_code']} after {m['stop_s']:.1f}s of shutdown"
+        + (" (SIGTERM right after every client closed)" if args.leave else ""),
         *warnings,
     ]
     if m["errors"]:

@@ -64,7 +64,11 @@ def close_within(
         if transport.get_write_buffer_size():
             loop.call_later(CLOSE_LINGER, transport.abort)
         return
-    transport.write_eof()
+    try:
+        transport.write_eof()
+    except OSError:  # the peer reset meanwhile (ENOTCONN): nothing left to say to it
+        transport.abort()
+        return
     loop.call_later(FIN_GRACE, _after_fin, transport, loop, loop.time() + CLOSE_LINGER)
 
 
