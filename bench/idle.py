@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import ssl
+import sys
 import time
 from typing import Any
 
@@ -174,6 +176,11 @@ async def _establish(
 
 
 async def _scenario(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    # The lag probe runs beside the logins, the hold and the leaving, in its own process.
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.probe", str(server.port), stdout=asyncio.subprocess.PIPE
+    )
+    await asyncio.sleep(0.5)  # lets the probe log in before the storm; its own pace, no result
     rss_before = server.rss_kib()
     cpu0, machine0, gen0 = server.cpu(), machine_cpu(), process_cpu()
     started = time.perf_counter()
@@ -207,7 +214,10 @@ async def _scenario(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     for client in clients:
         if client.transport is not None:
             client.transport.abort()
+    out, _ = await asyncio.wait_for(probe.communicate(), 30)
+    lag = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
     return {
+        "lag": lag,
         "rss_before": rss_before,
         "rss_after": rss_after,
         "rss_held": rss_held,
@@ -270,6 +280,7 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         "server_exit": m["exit_code"],
         "server_stop_s": round(m["stop_s"], 2),
         "leave_storm": args.leave,
+        "probe_rtt_ms": m["lag"],
         "server_log_problems": m["problems"],
     }
     lines = [
@@ -288,6 +299,8 @@ def run(options: ServerOptions, args: argparse.Namespace) -> dict[str, Any]:
         f"{m['generator_cpu']:.0%}; machine busy {m['busy']:.2f} of 2 cores",
         f"open-file limits: generator {soft}/{hard}, server "
         f"{'/'.join(map(str, limits)) if limits else '?'}",
+        f"lag probe (one line at a time through the whole run): round trip max "
+        f"{m['lag'].get('max_ms')} ms, p99 {m['lag'].get('p99_ms')} ms, n {m['lag'].get('n')}",
         f"server exit code {m['exit_code']} after {m['stop_s']:.1f}s of shutdown"
         + (" (SIGTERM right after every client closed)" if args.leave else ""),
         *warnings,
