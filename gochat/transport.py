@@ -396,6 +396,11 @@ class Connection(asyncio.Protocol):
             reset(transport)
         else:
             self.flush()
+            backlog = self.backlog
+            if backlog is not None:  # behind: what waits, the goodbye last, goes out too
+                rest = backlog.take(backlog.size + (1 << 30), self.front.skipped)
+                transport.write(self._framed(rest))
+                self._forget_backlog()
             close_within(transport, self.server.loop, half_close=not self.eof)
 
     def pause_reading(self) -> None:

@@ -165,3 +165,21 @@ async def test_a_json_reader_behind_gets_a_typed_skipped_event_and_no_seq_gap(ma
     assert sum(obj["count"] for obj in skipped) + len(messages) == LINES
     await sender.close()
     await bot.close()
+
+
+async def test_a_reader_behind_who_quits_still_gets_the_goodbye(make_server):
+    """What waits in a backlog goes out on a polite close, the goodbye last."""
+    server = await make_server(rate_messages=0, sendq_bytes=16384, socket_sndbuf=8192)
+    port = server.ports["plain"]
+    sender = await (await ChatClient.connect(port)).login("sender")
+    behind = await (await small_client(port)).login("behind")
+    behind.reader._transport.pause_reading()  # type: ignore[attr-defined]
+    sender.writer.write(burst())
+    await sender.expect(f"╰─> n{LINES - 1:05d} ", timeout=30)
+    await wait_until(lambda: any(c.backlog is not None for c in server.sessions), what="a backlog")
+    await behind.send("/quit")
+    behind.reader._transport.resume_reading()  # type: ignore[attr-defined]
+    text = await behind.read_until_closed(timeout=30)
+    assert text.rstrip().endswith("Goodbye! Thanks for chatting.")
+    assert SKIPPED in text
+    await sender.close()
