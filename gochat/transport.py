@@ -1,10 +1,10 @@
 """The transport adapter: one asyncio Protocol per connection; it knows bytes, never chat.
 
 A `Connection` admits the connection (the server's caps), puts TLS under it,
-tunes the socket, sniffs a foreign protocol on a plain port, queues output and
-writes it once per loop turn (the Outbox), drops a reader past the SendQ cap,
-runs the one timer its front end asks for, and closes by the FIN/RST policy
-of `gochat.sockets`. What the bytes mean is the front end's business: a
+tunes the socket, sniffs a foreign protocol on a plain port, runs the one
+timer its front end asks for, and closes by the FIN/RST policy of
+`gochat.sockets`; its output side (one write per loop turn, the backlog of a
+reader behind) is `gochat.flow.Flow`'s. What the bytes mean is the front end's business: a
 `FrontEnd` is sans-IO and talks to its connection only through the `Link`
 methods (`write`, `close`, `pause_reading`, `resume_reading`, `set_timer`,
 `cancel_timer`), as websockets' `Protocol` does with its `Connection`.
@@ -20,9 +20,10 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from gochat.backlog import Backlog, OutputBudget
+from gochat.backlog import OutputBudget
 from gochat.config import Config
-from gochat.sockets import close_within, drop_closing, kernel_unsent, reset, tune_socket
+from gochat.flow import TRANSPORT_HIGH, Flow
+from gochat.sockets import close_within, drop_closing, reset, tune_socket
 from gochat.wire import sniff_foreign
 
 # drop_closing is re-exported: gochat/server.py imports it from here.
@@ -31,9 +32,6 @@ __all__ = ["TLS_READ_BUFFER", "Connection", "FrontEnd", "Host", "TlsLayer", "dro
 log = logging.getLogger("gochat.transport")
 
 TLS_READ_BUFFER = 16 * 1024  # bytes per TLS connection (asyncio's own: 256 KiB)
-TRANSPORT_HIGH = 64 * 1024
-"""Bytes the transport may hold before further output waits in the connection's backlog:
-what sits in the transport can no longer be skipped, what waits in the backlog can."""
 
 
 class FrontEnd(Protocol):
@@ -113,28 +111,27 @@ class TlsLayer(asyncio.sslproto.SSLProtocol):
     max_size = TLS_READ_BUFFER
 
 
-class Connection(asyncio.Protocol):
+class Connection(Flow, asyncio.Protocol):
     """One accepted connection: the bytes side of a user, whatever their dialect."""
 
     __slots__ = (
         "address",
         "admitted",
-        "backlog",
         "closed",
         "eof",
         "front",
         "handshaking",
         "ip_key",
         "listener",
-        "outbox",
         "server",
         "sniffed",
-        "stamp",
         "timer",
         "tls",
         "transport",
-        "written",
     )
+
+    server: Host
+    front: FrontEnd
 
     def __init__(
         self,
@@ -155,12 +152,7 @@ class Connection(asyncio.Protocol):
         self.eof = False  # the peer has closed its side
         self.handshaking = False  # TLS: the handshake is running on the raw transport
         self.timer: asyncio.TimerHandle | None = None
-        # This turn's output; None between turns: an idle connection then holds no list
-        # (72 bytes each, times every idle user), and a busy one makes one per turn.
-        self.outbox: list[bytes] | None = None
-        self.backlog: Backlog | None = None  # set while the reader is behind (gochat.backlog)
-        self.stamp: Callable[[bytes], bytes] | None = None  # per-line framing (JSON: seq)
-        self.written = 0  # bytes handed to the transport since gochat.stalls last looked
+        self.start_output()
         self.front = front_end(self)
 
     # -- asyncio callbacks ------------------------------------------------------
@@ -259,23 +251,6 @@ class Connection(asyncio.Protocol):
             self.front.end_of_input()
         return not self.closed  # half-open only while its lines are pending
 
-    def pause_writing(self) -> None:
-        """The transport holds more than TRANSPORT_HIGH: keep further output in a backlog,
-        where a slow reader's oldest chat lines can still be skipped (gochat.backlog)."""
-        if self.closed or self.transport is None:
-            return
-        if self.backlog is None:
-            self.backlog = Backlog(self.server.output_budget)
-        self.backlog.paused = True
-
-    def resume_writing(self) -> None:
-        """The reader took enough to bring the transport under its low mark: hand it more."""
-        backlog = self.backlog
-        if backlog is None or self.closed:
-            return
-        backlog.paused = False
-        self._drain(backlog)
-
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
             self.closed = True
@@ -289,98 +264,10 @@ class Connection(asyncio.Protocol):
         self.transport = None
 
     # -- the Link: what the front end may ask of its connection ---------------
+    # (write, and the flow control behind it, are Flow's: gochat/flow.py)
 
-    def write(self, data: bytes, lobby: str | None = None, /) -> None:
-        """Queue `data`; the server writes each connection's queue once per loop turn.
-
-        One write per connection per loop turn instead of one per line: each write
-        is a send() system call, by far the largest cost of a delivery, and a
-        backlog after any stall goes out in one piece instead of line by line.
-        `lobby` marks a chat line, which a reader far behind may skip.
-        """
-        backlog = self.backlog
-        if backlog is not None:
-            self._behind(backlog, data, lobby)
-            return
-        outbox = self.outbox
-        if outbox is None:
-            self.outbox = [data]
-            self.server.flush_soon(self)
-        else:
-            outbox.append(data)
-
-    def flush(self) -> None:
-        """Hand this turn's output to the transport in one write (never waits)."""
-        outbox = self.outbox
-        if outbox is None:
-            return
-        self.outbox = None
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            data = self._framed(outbox)
-            self.written += len(data)
-            transport.write(data)
-
-    def _framed(self, lines: list[bytes]) -> bytes:
-        stamp = self.stamp
-        if stamp is not None:
-            lines = [stamp(line) for line in lines]
-        return lines[0] if len(lines) == 1 else b"".join(lines)
-
-    # -- a reader behind (the policy is gochat.backlog's) --------------------------
-
-    def _behind(self, backlog: Backlog, data: bytes, lobby: str | None) -> None:
-        config = self.server.config
-        backlog.add(data, lobby, config.sendq_bytes)
-        budget = self.server.output_budget
-        if budget.over:
-            budget.trim()
-        transport = self.transport
-        unsent = backlog.kept + (transport.get_write_buffer_size() if transport else 0)
-        if unsent > config.sendq_hard:
-            self._drop("SendQ exceeded", f"{unsent} bytes unsent")
-        elif not backlog.paused:
-            self._drain(backlog)
-
-    def _drain(self, backlog: Backlog) -> None:
-        """Hand the transport what it takes without pausing; flowing again once all is out."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        while not backlog.paused and not backlog.empty:
-            room = TRANSPORT_HIGH + 1 - transport.get_write_buffer_size()
-            data = self._framed(backlog.take(room, self.front.skipped))
-            self.written += len(data)
-            transport.write(data)  # may pause writing again
-        if backlog.empty and not backlog.paused:
-            self._forget_backlog()
-
-    def progress(self) -> tuple[int, int]:
-        """(bytes waiting for the reader now, bytes handed to the transport since the
-        last call): what gochat.stalls judges a stopped reader by. The backlog is not
-        counted: skipping from it is not the reader taking anything."""
-        handed, self.written = self.written, 0
-        transport = self.transport
-        if transport is None or self.closed:
-            return 0, handed
-        waiting = transport.get_write_buffer_size()
-        return waiting + kernel_unsent(transport.get_extra_info("socket")), handed
-
-    def drop_stalled(self, seconds: float) -> None:
-        """gochat.stalls found this reader took nothing for `seconds` while output waited."""
-        if not self.closed:
-            self._drop("stalled", f"nothing read for {seconds:g} s")
-
-    def _drop(self, reason: str, detail: str) -> None:
-        """A stopped reader or one past the hard cap: reset it; the user leaves in `lost`."""
-        log.warning("%s for %s (%s); dropping", reason, self.front.who(), detail)
-        self.front.closing(reason, abort=True)
-        self.close(abort=True)
-
-    def _forget_backlog(self) -> None:
-        backlog, self.backlog = self.backlog, None
-        if backlog is not None:
-            backlog.close()
+    def queued(self) -> None:
+        self.server.flush_soon(self)
 
     def close(self, *, abort: bool = False) -> None:
         """Stop all I/O: flush and close by the FIN/RST policy, or reset at once (`abort`)."""
@@ -395,12 +282,7 @@ class Connection(asyncio.Protocol):
             self._forget_backlog()
             reset(transport)
         else:
-            self.flush()
-            backlog = self.backlog
-            if backlog is not None:  # behind: what waits, the goodbye last, goes out too
-                rest = backlog.take(backlog.size + (1 << 30), self.front.skipped)
-                transport.write(self._framed(rest))
-                self._forget_backlog()
+            self.send_the_rest(transport)
             close_within(transport, self.server.loop, half_close=not self.eof)
 
     def pause_reading(self) -> None:
