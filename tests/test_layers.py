@@ -178,3 +178,28 @@ async def test_adapter_over_a_socketpair(make_server):
     finally:
         writer.close()
         transport.close()
+
+
+class Flushable:
+    """A connection as the server's flush pass sees it."""
+
+    def __init__(self, log: list[int], n: int) -> None:
+        self.log, self.n = log, n
+
+    def flush(self) -> None:
+        self.log.append(self.n)
+
+
+async def test_a_big_flush_pass_lets_the_loop_poll_between_chunks(make_server):
+    """2,500 connections with output in one turn are written 1,000 per callback, in order:
+    the loop polls sockets between the chunks instead of after all 2,500 sends."""
+    from gochat.server import FLUSH_CHUNK
+
+    server = await make_server()
+    written: list[int] = []
+    for n in range(2500):
+        server.flush_soon(Flushable(written, n))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # one loop iteration: exactly the first chunk has run
+    assert written == list(range(FLUSH_CHUNK))
+    await wait_until(lambda: len(written) == 2500, what="the other chunks")
+    assert written == list(range(2500))
