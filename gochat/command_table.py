@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from gochat.errors import UsageError
 
@@ -58,7 +58,7 @@ def arguments(spec: str) -> tuple[Arg, ...]:
         name, _, kind = item.partition(":")
         if kind not in ("word", "text", "int"):
             raise ValueError(f"argument {name!r}: unknown kind {kind!r}")
-        out.append(Arg(name.rstrip("?"), kind, not name.endswith("?")))  # type: ignore[arg-type]
+        out.append(Arg(name.rstrip("?"), cast(Kind, kind), not name.endswith("?")))
     return tuple(out)
 
 
