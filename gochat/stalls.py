@@ -7,7 +7,10 @@ is progress. Every look (a few a second) asks each connection that had
 output, or still has some waiting, how many bytes wait for it now and how
 many it was handed since; if the waiting bytes did not go down by anything
 the reader took, the clock runs, and at the timeout the connection is dropped.
-Idle connections cost one attribute read per look.
+Idle connections cost one attribute read per look, and so do those handed
+less than LEAST bytes since they were last asked (a presence line a second in
+a big lobby would otherwise cost an ioctl per member per look): what they are
+handed adds up until it is worth asking.
 
 Sans-IO: `StallWatch.look` takes the connections and the time and returns
 those to drop; the server's chore calls it, the connection measures itself.
@@ -30,13 +33,17 @@ class Watched(Protocol):
         """(bytes waiting for the reader now, bytes handed over since the last look)."""
 
 
+LEAST = 4096  # bytes handed to a connection before it is worth asking how it reads
+
+
 class StallWatch:
     """Keeps, for each reader with output waiting, how much waited and since when."""
 
-    __slots__ = ("suspects", "timeout")
+    __slots__ = ("least", "suspects", "timeout")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, least: int = LEAST) -> None:
         self.timeout = timeout
+        self.least = least
         self.suspects: dict[Watched, tuple[int, float]] = {}  # waiting bytes, no progress since
 
     def look(self, connections: Iterable[Watched], now: float) -> list[Watched]:
@@ -44,8 +51,8 @@ class StallWatch:
         suspects = self.suspects
         stopped = []
         for connection in connections:
-            if not connection.written and connection not in suspects:
-                continue  # nothing for it since the last look, nothing waiting then
+            if connection.written < self.least and connection not in suspects:
+                continue  # little for it since it was last asked, nothing waiting then
             waiting, handed = connection.progress()
             if waiting == 0:
                 suspects.pop(connection, None)
