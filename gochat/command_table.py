@@ -82,9 +82,6 @@ class Args:
         value = self._values.get(name)
         return value if isinstance(value, int) else None
 
-    def as_dict(self) -> dict[str, Value]:
-        return dict(self._values)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Args) and other._values == self._values
 

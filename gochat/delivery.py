@@ -85,11 +85,6 @@ class LocalDelivery:
         batch: Event = PresenceBatch(lobby.name, arrived, departed)
         deliver(batch, _others(lobby, arrived))
 
-    def flush_all(self) -> None:
-        """Send everything waiting now (at shutdown, before the goodbyes)."""
-        for key in list(self.waiting):
-            self.flush(key)
-
     def _hold(self, key: str, presence: Presence) -> None:
         waiting = self.waiting.get(key)
         if waiting is None:

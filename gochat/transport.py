@@ -20,9 +20,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from gochat.backlog import OutputBudget
-from gochat.config import Config
-from gochat.flow import TRANSPORT_HIGH, Flow
+from gochat.flow import TRANSPORT_HIGH, Flow, FlowHost
 from gochat.sockets import close_within, drop_closing, reset, tune_socket
 from gochat.wire import sniff_foreign
 
@@ -72,24 +70,18 @@ class FrontEnd(Protocol):
         """The server is stopping: say `notice` and close."""
 
 
-class Host(Protocol):
-    """What a connection needs from the server that accepted it (gochat.server.ChatServer)."""
+class Host(FlowHost, Protocol):
+    """What a connection needs from the server that accepted it (gochat.server.ChatServer);
+    its config and output budget are FlowHost's."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
-
-    @property
-    def config(self) -> Config: ...
 
     def admit(self, connection: Connection) -> str | None:
         """Count a new connection, or return the line it is refused with."""
 
     def release(self, connection: Connection) -> None:
         """The connection is gone: uncount it."""
-
-    @property
-    def output_budget(self) -> OutputBudget:
-        """What every connection's backlog counts against (GOCHAT_OUTPUT_BUDGET)."""
 
     def flush_soon(self, connection: Connection) -> None:
         """Write `connection`'s queued output at the end of this loop turn."""

@@ -109,10 +109,6 @@ class Request:
     args: Args
     id: Id | None = None
 
-    @property
-    def cmd(self) -> str:
-        return self.command.name
-
 
 @dataclass(frozen=True, slots=True)
 class RequestError:
